@@ -1,0 +1,128 @@
+"""Reverse mode as a graph transform (not a tape).
+
+Walk the nodes that lie between the inputs we differentiate with respect to
+and the output, in reverse topological order; ask each op's VJP rule for one
+contribution per input; sum contributions where a value fans out (the copy
+gate adds) and sum over broadcast axes where an input was broadcast. The
+adjoints are ordinary nodes, so the result can be differentiated again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from . import ops, symbolic
+from .ir import Graph, GraphError, Node
+from .structural import unbroadcast, zeros_like
+from .tensor import Tensor
+
+
+@dataclass(frozen=True)
+class Adjoint:
+    """`adjoint` is d output / d `forward`. When it is the very gradient that
+    flowed into consumer `via` (an add gate distributing), the generated code
+    says so: grad_<forward> = grad_<via>."""
+    forward: Node
+    adjoint: Node
+    via: Node | None
+
+
+def backprop(graph: Graph, output: Node, seed: Node, wrt: list[Node]) -> dict:
+    """Add the adjoint nodes of d output / d wrt to `graph`; returns {wrt node: adjoint}.
+    Inputs that the output does not depend on get zeros of their own shape."""
+    if seed.shape != output.shape:
+        raise GraphError(f"graph '{graph.name}': the seed has shape {seed.shape}, "
+                         f"the output {output.shape}")
+    on_path = _between(graph, wrt, output)
+    contributions: dict[Node, list] = {output: [(seed, None)]}
+    found = {}
+    for node in [n for n in graph.nodes[: output.index + 1] if on_path[n.index]][::-1]:
+        parts = contributions.pop(node, None)
+        if not parts:
+            continue
+        g = _sum(graph, node, parts)
+        via = parts[0][1] if len(parts) == 1 and parts[0][1] is not None \
+            and parts[0][0] is found[parts[0][1]] else None
+        graph.adjoints.append(Adjoint(node, g, via))
+        found[node] = g
+        if node.op.vjp is None or not any(on_path[i.index] for i in node.inputs):
+            continue
+        graph._origin = (node, None)
+        try:
+            rules = node.op.vjp(Tensor(graph, g), Tensor(graph, node),
+                                *[Tensor(graph, i) for i in node.inputs], **dict(node.attrs))
+            for inp, c in zip(node.inputs, rules):
+                if c is None or not on_path[inp.index]:
+                    continue
+                c = unbroadcast(c, inp.shape)
+                contributions.setdefault(inp, []).append((c.node, node))
+        finally:
+            graph._origin = None
+    return {w: found.get(w) or zeros_like(Tensor(graph, w)).node for w in wrt}
+
+
+def _between(graph, wrt, output):
+    """Flags for the nodes that depend on some wrt input and feed the output."""
+    n = len(graph.nodes)
+    depends = bytearray(n)
+    for w in wrt:
+        depends[w.index] = 1
+    for node in graph.nodes[: output.index + 1]:
+        if not depends[node.index] and any(depends[i.index] for i in node.inputs):
+            depends[node.index] = 1
+    feeds = bytearray(n)
+    feeds[output.index] = 1
+    for node in reversed(graph.nodes[: output.index + 1]):
+        if feeds[node.index]:
+            for i in node.inputs:
+                feeds[i.index] = 1
+    return bytearray(a & b for a, b in zip(depends, feeds))
+
+
+def _sum(graph, node, parts):
+    """The copy gate adds: one node summing every contribution to `node`."""
+    if len(parts) == 1:
+        return parts[0][0]
+    graph._origin = (node, "copy gate adds")
+    try:
+        formula = sp.Add(*symbolic.ARGS[: len(parts)])
+        if len(parts) > len(symbolic.ARGS):   # very wide fan-out: a chain of sums
+            total = Tensor(graph, parts[0][0])
+            for p, _ in parts[1:]:
+                total = total + Tensor(graph, p)
+            return total.node
+        return ops.expr(formula, *[Tensor(graph, p) for p, _ in parts]).node
+    finally:
+        graph._origin = None
+
+
+def resolve_wrt(graph, wrt):
+    """Validate names to differentiate with respect to; returns input nodes."""
+    names = graph.default_wrt() if wrt is None else ((wrt,) if isinstance(wrt, str) else tuple(wrt))
+    unknown = [w for w in names if w not in graph.input_names]
+    if unknown:
+        raise GraphError(f"graph '{graph.name}': cannot differentiate with respect to "
+                         f"{', '.join(repr(u) for u in unknown)}: not an input "
+                         f"(inputs: {', '.join(graph.input_names)})")
+    if len(set(names)) != len(names):
+        raise GraphError(f"graph '{graph.name}': wrt names an input twice: {names}")
+    return [graph.input(w) for w in names]
+
+
+def grad(graph: Graph, wrt=None) -> Graph:
+    """The graph of the gradients of `graph`'s first output (which must be a
+    scalar) with respect to `wrt`: its outputs are grad_<name>, one per input."""
+    out_name, output = graph.outputs[0]
+    if output.shape != ():
+        raise GraphError(f"graph '{graph.name}': gc.grad needs a scalar first output, "
+                         f"'{out_name}' has shape {output.shape}; differentiate a sum, "
+                         "or compile and pass grad_out to backward")
+    nodes = resolve_wrt(graph, wrt)
+    g = graph.copy(name=f"grad_{graph.name}")
+    seed = ops.const(g, 1)
+    adjoints = backprop(g, output, seed, nodes)
+    g.outputs = [(f"grad_{w.name}", adjoints[w]) for w in nodes]
+    g.output_kind = "single" if len(nodes) == 1 else "tuple"
+    g.wrt = None
+    return g

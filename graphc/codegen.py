@@ -1,0 +1,81 @@
+"""Module text from lowered functions (Jinja2), and writing and importing it."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import jinja2
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("graphc", "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+COMMENT_COLUMN = 40   # comments line up here, unless the code is longer
+
+
+def code_lines(statements):
+    """`name = expr  # comment`, comments aligned, follow-up lines after their statement."""
+    lines = []
+    for st in statements:
+        code = f"{st.target} = {st.expr}"
+        if st.comment:
+            code = f"{code:<{COMMENT_COLUMN - 4}}  # {st.comment}" if len(code) < COMMENT_COLUMN - 4 \
+                else f"{code}  # {st.comment}"
+        lines.append(code)
+        lines.extend(st.extra)
+    return lines
+
+
+def docstring_safe(text):
+    """Text that cannot end or escape the module docstring, whatever a file is called."""
+    return text.encode("ascii", "backslashreplace").decode().replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render(template, doc, np_alias, inputs, wrt, outputs, functions):
+    return _ENV.get_template(template).render(
+        doc=docstring_safe(doc), np=np_alias, inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)),
+        outputs=repr(tuple(outputs)),
+        functions=[{"name": f.name, "params": f.params, "lines": code_lines(f.statements) or ["pass"],
+                    "returns": f.returns} for f in functions])
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("GRAPHC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "graphc")
+    return Path(base)
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def write(source: str, path: Path) -> Path:
+    """Write the module unless the same text is already there (keeps Numba's cache valid)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != source:
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)   # atomic: a concurrent reader never sees half a module
+    return path
+
+
+def load(path: Path, source: str):
+    """Import the module at `path` under a name unique to its text."""
+    name = f"graphc_generated_{Path(path).stem}_{source_hash(source)}"
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, "__file__", None) == str(path):
+        return module
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,275 @@
+"""Lowering: a graph becomes flat statements `name = expression  # comment`.
+
+Names are the lecture's: inputs and named values keep their names, the
+intermediates are s0, s1, ..., and the adjoint of x is grad_x. A name the user
+picked always wins; generated names step around it (s0 taken: s1), and so does
+the NumPy module alias (an input called np: the module is imported as np_1).
+How an op is printed comes from the target's table (targets.py); this module
+makes every decision about order, names and comments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import ops, symbolic
+from .ir import format_shape, size_of
+from .structural import CUSTOM, STOP
+
+
+class Namer:
+    """Hands out unique identifiers; reserved ones are never handed out."""
+
+    def __init__(self, reserved=()):
+        self.taken = set(reserved)
+        self.counter = 0
+
+    def copy(self):
+        n = Namer(self.taken)
+        n.counter = self.counter
+        return n
+
+    def take(self, name):
+        self.taken.add(name)
+        return name
+
+    def fresh(self, base):
+        if base not in self.taken:
+            return self.take(base)
+        k = 1
+        while f"{base}_{k}" in self.taken:
+            k += 1
+        return self.take(f"{base}_{k}")
+
+    def temp(self):
+        while f"s{self.counter}" in self.taken:
+            self.counter += 1
+        return self.take(f"s{self.counter}")
+
+
+@dataclass
+class Statement:
+    target: str
+    expr: str
+    comment: str = ""
+    extra: list = field(default_factory=list)   # follow-up lines (a scatter's assignment)
+
+
+@dataclass
+class Function:
+    name: str
+    params: str
+    statements: list
+    returns: str
+
+
+def _is_hidden(node):
+    """Nodes that need no statement: inputs, constants, pure aliases."""
+    return node.op.kind in ("input", "const", "alias")
+
+
+def _through_aliases(node):
+    while node.op.kind == "alias":
+        node = node.inputs[0]
+    return node
+
+
+class Lowering:
+    """Names for one graph's forward nodes, shared by every function of a module."""
+
+    def __init__(self, graph, table, dtype="float64", reserved_extra=()):
+        self.graph = graph
+        self.table = table
+        self.dtype = dtype
+        user = [n.name for n in graph.nodes if n.name] + list(graph.output_names)
+        self.namer = Namer(user + list(reserved_extra))
+        self.np = self.namer.fresh("np")
+        self.dims = {}
+        for node in graph.inputs:
+            for axis, d in enumerate(node.shape):
+                for sym in getattr(d, "free_symbols", ()):
+                    self.dims.setdefault(sym, f"{node.name}.shape[{axis}]")
+        self.names = {}
+        for name, node in graph.outputs:
+            node = _through_aliases(node)
+            if node.name is None and node.op.kind not in ("input", "const") and node not in self.names:
+                self.names[node] = name
+        for node in graph.live_nodes():
+            if node.name:
+                self.names[node] = node.name
+            elif node not in self.names and not _is_hidden(node):
+                self.names[node] = self.namer.temp()
+
+    # -- one function
+    def function(self, fname, params, graph, outputs, grads=None, returns=None):
+        """Statements computing `outputs` [(name, node)] and `grads` [(input, node)]
+        from `graph`, which extends the forward graph this Lowering named."""
+        namer, names = self.namer.copy(), dict(self.names)
+        roots = [n for _, n in outputs] + [n for _, n in (grads or [])]
+        live = graph.live_nodes(roots)
+        live_set = set(live)
+        for node in live:
+            if node.op is ops.INPUT:
+                names.setdefault(node, node.name)
+        alias_of, aliases = {}, {}
+        recorded = {(rec.forward, rec.adjoint) for rec in graph.adjoints}
+        for inp, node in grads or []:   # zeros for inputs the output does not depend on
+            if (inp, node) not in recorded and node not in names and not _is_hidden(node):
+                names[node] = alias_of[(inp, node)] = namer.fresh("grad_" + inp.name)
+        # adjoints: the first forward node to own an adjoint names it grad_<node>;
+        # the others become aliases (an add gate distributes the same gradient)
+        for rec in graph.adjoints:
+            if rec.adjoint not in live_set:
+                continue
+            forward = _through_aliases(rec.forward)
+            want = "grad_" + names.get(forward, forward.name or "s")
+            if rec.adjoint not in names and not _is_hidden(rec.adjoint):
+                names[rec.adjoint] = namer.fresh(want)
+                alias_of[(rec.forward, rec.adjoint)] = names[rec.adjoint]
+            elif names.get(rec.adjoint) == want:
+                alias_of[(rec.forward, rec.adjoint)] = want
+            else:
+                name = namer.fresh(want)
+                alias_of[(rec.forward, rec.adjoint)] = name
+                aliases.setdefault(rec.adjoint, []).append((name, rec))
+        for node in live:
+            if node not in names and not _is_hidden(node):
+                names[node] = namer.temp()
+
+        ctx = _Context(self, names, alias_of)
+        body = []
+        pending = []   # aliases of inputs and constants (the seed): before the backward part
+        for anchor, items in aliases.items():
+            if _is_hidden(anchor):
+                pending.extend(items)
+        for node in live:
+            if _is_hidden(node):
+                continue
+            if pending and node.origin is not None:
+                body.extend(self._alias_lines(ctx, pending))
+                pending = []
+            body.append(self._statement(ctx, node))
+            body.extend(self._alias_lines(ctx, aliases.get(node, [])))
+        body.extend(self._alias_lines(ctx, pending))
+
+        out_refs = []
+        for name, node in outputs:
+            ref = ctx.ref(node)
+            if ref != name:
+                body.append(Statement(name, ref, "output"))
+            out_refs.append(name)
+        grad_refs = []
+        for inp, node in grads or []:
+            name = alias_of.get((inp, node))
+            if name is None:
+                name = namer.fresh("grad_" + inp.name)
+                body.append(Statement(name, ctx.ref(node), f"d/d{inp.name}"))
+            grad_refs.append(name)
+        return Function(fname, params, body, returns(out_refs, grad_refs))
+
+    def _alias_lines(self, ctx, items):
+        out = []
+        for name, rec in items:
+            if rec.via is not None and (rec.via, rec.adjoint) in ctx.alias_of:
+                source, note = ctx.alias_of[(rec.via, rec.adjoint)], rec.via.op.gate or f"{rec.via.op.name} gate"
+            elif rec.adjoint.op is ops.CONST:
+                source, note = ctx.ref(rec.adjoint), "seed: d/d itself is 1"
+            else:
+                source = ctx.ref(rec.adjoint)
+                note = "seed: the upstream gradient" if rec.adjoint.op is ops.INPUT else "same gradient"
+            out.append(Statement(name, source, note))
+        return out
+
+    def _statement(self, ctx, node):
+        name = ctx.names[node]
+        printed = self.table.print_node(node, [ctx.arg(node, i) for i in node.inputs], ctx, name)
+        expr, extra = printed if isinstance(printed, tuple) else (printed, [])
+        return Statement(name, expr, self._comment(ctx, node), extra)
+
+    def _comment(self, ctx, node):
+        if node.origin is None:
+            return node.op.name
+        gate, note = node.origin
+        if note:
+            return note
+        if gate.op.gate or gate.op is CUSTOM:
+            return gate.op.gate or gate.attr["label"]
+        if gate.op.elementwise and gate.op is not ops.EXPR:
+            rules = gate.op.partials_for(gate.attrs, len(gate.inputs))
+            letters = ["x"] if len(gate.inputs) == 1 else ["a", "b", "c", "d"][: len(gate.inputs)]
+            printer = symbolic.Printer(self.table.functions("np"),
+                                       {**dict(zip(symbolic.ARGS, letters)), symbolic.Y: "y"})
+            local = ", ".join(printer(r) for r in rules)
+            return f"{gate.op.name} gate: local gradient {local}"
+        return f"{gate.op.name} gate"
+
+
+class _Context:
+    """What a target's printer may ask while printing one node."""
+
+    def __init__(self, lowering, names, alias_of):
+        self.np = lowering.np
+        self.dtype = lowering.dtype
+        self.dims = lowering.dims
+        self.names = names
+        self.alias_of = alias_of
+        self.table = lowering.table
+
+    def ref(self, node):
+        node = _through_aliases(node)
+        if node.op is ops.CONST:
+            return self.table.constant(ops.const_value(node), self)
+        return self.names[node]
+
+    def arg(self, user, node):
+        """How `user` refers to its input `node`: inside gate m's VJP the upstream
+        gradient is called grad_m, as the lecture writes it."""
+        if user.origin is not None:
+            name = self.alias_of.get((user.origin[0], node))
+            if name is not None:
+                return name
+        return self.ref(node)
+
+    def dim(self, d):
+        return self.table.dimension(d, self)
+
+
+def dump(graph, title=None):
+    """The graph as text, one node a line, with shapes and sizes (like a jaxpr)."""
+    from .targets import NUMPY
+    names = Lowering(graph, NUMPY).names
+    notes = {}
+
+    def ref(n):
+        if n.op is STOP:
+            return f"stop_gradient({ref(n.inputs[0])})"
+        if n.op is CUSTOM:
+            notes[_through_aliases(n)] = f"  # gradient by rule: {n.attr['label']}"
+        n = _through_aliases(n)
+        return str(ops.const_value(n)) if n.op is ops.CONST else names[n]
+
+    ins = ", ".join(f"{n.name}: {format_shape(n.shape)}" for n in graph.inputs)
+    head = title or f"graph {graph.name}({ins}) -> {', '.join(graph.output_names)}"
+    lines = [head + (f"    # {graph.source}" if graph.source else "")]
+    outs = [(name, ref(node)) for name, node in graph.outputs]
+    rows = []
+    for node in graph.live_nodes():
+        if _is_hidden(node):
+            continue
+        attrs = ", ".join(f"{k}={_attr_text(v)}" for k, v in node.attrs if k != "rule")
+        call = f"{node.op.name}({', '.join(ref(i) for i in node.inputs)}" + (f"; {attrs}" if attrs else "") + ")"
+        rows.append((node, names[node], format_shape(node.shape), str(size_of(node.shape)), call))
+    w0 = max((len(r[1]) for r in rows), default=1)
+    w1 = max((len(r[2]) for r in rows), default=1)
+    w2 = max((len(r[3]) for r in rows), default=1)
+    for node, name, shape, size, call in rows:
+        lines.append(f"  {name:<{w0}} : {shape:<{w1}} {size:>{w2}} = {call}{notes.get(node, '')}")
+    for name, text in outs:
+        if text != name:
+            lines.append(f"  {name} = {text}")
+    return "\n".join(lines)
+
+
+def _attr_text(v):
+    if hasattr(v, "free_symbols") and getattr(v, "is_Atom", False) is False and v.free_symbols:
+        return str(v).replace("_a", "a")
+    return str(v)

@@ -1,0 +1,440 @@
+"""The structural primitives: matmul, transpose, reductions, reshape, indexing,
+concatenation, and the few internal ops that autodiff writes. Each has its
+shape rule and its VJP side by side; the public function normalises arguments
+(negative axes, index expressions) so that equal nodes intern as one.
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import sympy as sp
+
+from .ir import GraphError, broadcast_shapes, dim, format_shape, size_of
+from .ops import Op, apply, register, structural
+from .tensor import Tensor
+
+# ---- helpers ----------------------------------------------------------------------
+
+def _axes(x, axis):
+    """Normalised, sorted axes of `x` (None: all of them)."""
+    nd = len(x.shape)
+    if axis is None:
+        return tuple(range(nd))
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, int) or not -nd <= a < nd:
+            raise GraphError(f"graph '{x.graph.name}': axis {a!r} is out of range for shape {format_shape(x.shape)}")
+        out.append(a % nd)
+    if len(set(out)) != len(out):
+        raise GraphError(f"graph '{x.graph.name}': repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+def _reduced(shape, axes, keepdims):
+    return tuple((1 if keepdims else None) if k in axes else d for k, d in enumerate(shape)
+                 if keepdims or k not in axes)
+
+
+def _tensor(x, what):
+    if not isinstance(x, Tensor):
+        raise GraphError(f"{what} needs a graph value, got {x!r}")
+    return x
+
+
+def swap_last(x):
+    """Transpose of the last two axes (x.T for a matrix)."""
+    nd = x.ndim
+    return transpose(x, tuple(range(nd - 2)) + (nd - 1, nd - 2))
+
+
+# ---- matmul -------------------------------------------------------------------------
+
+def _matmul_shape(attrs, a, b):
+    if not a or not b:
+        raise GraphError("both operands need at least one dimension")
+    a2 = a if len(a) >= 2 else (1,) + a
+    b2 = b if len(b) >= 2 else b + (1,)
+    if a2[-1] != b2[-2]:
+        raise GraphError(f"the contracted dimensions differ: {a2[-1]} (last of the left) "
+                         f"vs {b2[-2]} ({'first' if len(b) <= 2 else 'second to last'} of the right)")
+    batch = broadcast_shapes(a2[:-2], b2[:-2])
+    if batch is None:
+        raise GraphError("the batch dimensions do not broadcast")
+    out = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def _matmul_vjp(g, y, a, b):
+    a2 = a if a.ndim >= 2 else reshape(a, (1,) + a.shape)
+    b2 = b if b.ndim >= 2 else reshape(b, b.shape + (1,))
+    promoted = _matmul_shape({}, a2.shape, b2.shape)
+    g2 = g if g.shape == promoted else reshape(g, promoted)
+    ga = g2 @ swap_last(b2)
+    gb = swap_last(a2) @ g2
+    if a.ndim < 2:
+        ga = reshape(ga, ga.shape[:-2] + ga.shape[-1:])
+    if b.ndim < 2:
+        gb = reshape(gb, gb.shape[:-1])
+    return ga, gb
+
+
+MATMUL = structural("matmul", 2, _matmul_shape, _matmul_vjp, ref=np.matmul, symbol="@",
+                    gate="matmul gate: g @ b.T and a.T @ g")
+
+
+def matmul(a, b):
+    return apply(MATMUL, (a, b))
+
+
+# ---- transpose -----------------------------------------------------------------------
+
+def _transpose_shape(attrs, x):
+    return tuple(x[k] for k in attrs["axes"])
+
+
+def _transpose_vjp(g, y, x, axes):
+    inverse = tuple(int(k) for k in np.argsort(axes))
+    return (transpose(g, inverse),)
+
+
+TRANSPOSE = structural("transpose", 1, _transpose_shape, _transpose_vjp, params=(("axes", None),),
+                       ref=lambda x, axes: np.transpose(x, axes), symbol="T")
+
+
+def transpose(x, axes=None):
+    x = _tensor(x, "transpose")
+    nd = x.ndim
+    axes = tuple(reversed(range(nd))) if axes is None else tuple(a % nd if isinstance(a, int) and -nd <= a < nd
+                                                                  else a for a in axes)
+    if sorted(axes) != list(range(nd)):
+        raise GraphError(f"graph '{x.graph.name}': transpose axes {axes} are not a permutation "
+                         f"of the {nd} axes of {format_shape(x.shape)}")
+    if x.node.op is TRANSPOSE:   # (W.T).T is W: compose the permutations
+        inner = x.node.attr["axes"]
+        x, axes = Tensor(x.graph, x.node.inputs[0]), tuple(inner[k] for k in axes)
+    if axes == tuple(range(nd)):
+        return x
+    return apply(TRANSPOSE, (x,), axes=axes)
+
+
+# ---- reductions ------------------------------------------------------------------------
+
+def _reduce_shape(attrs, x):
+    return _reduced(x, attrs["axis"], attrs["keepdims"])
+
+
+def _restore(g, x, axis, keepdims):
+    """g reshaped to keep the reduced axes, then broadcast back to x's shape."""
+    if not keepdims and axis:
+        g = reshape(g, _reduced(x.shape, axis, True))
+    return broadcast_like(g, x)
+
+
+def _sum_vjp(g, y, x, axis, keepdims):
+    return (_restore(g, x, axis, keepdims),)
+
+
+def _mean_vjp(g, y, x, axis, keepdims):
+    count = size_of(tuple(x.shape[k] for k in axis))
+    return (_restore(g / count, x, axis, keepdims),)
+
+
+def _max_vjp(g, y, x, axis, keepdims):
+    # the max gate routes to the largest entries; ties share the gradient
+    from .primitives import equal
+    mask = equal(x, _restore(y, x, axis, keepdims))
+    count = _restore(sum(mask, axis, keepdims), x, axis, keepdims)
+    return (_restore(g, x, axis, keepdims) * mask / count,)
+
+
+_REDUCE_PARAMS = (("axis", None), ("keepdims", False))
+SUM = structural("sum", 1, _reduce_shape, _sum_vjp, _REDUCE_PARAMS,
+                 ref=lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), symbol="Σ",
+                 gate="sum gate copies g back to every element")
+MEAN = structural("mean", 1, _reduce_shape, _mean_vjp, _REDUCE_PARAMS,
+                  ref=lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), symbol="mean",
+                  gate="mean gate spreads g evenly")
+MAX = structural("max", 1, _reduce_shape, _max_vjp, _REDUCE_PARAMS,
+                 ref=lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), symbol="max",
+                 gate="max gate routes to the largest")
+
+
+def _reduce(op, x, axis, keepdims):
+    x = _tensor(x, op.name)
+    axes = _axes(x, axis)
+    if not axes:
+        return x
+    return apply(op, (x,), axis=axes, keepdims=bool(keepdims))
+
+
+def sum(x, axis=None, keepdims=False):
+    return _reduce(SUM, x, axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    return _reduce(MEAN, x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):
+    return _reduce(MAX, x, axis, keepdims)
+
+
+# ---- reshape and broadcasting -------------------------------------------------------------
+
+def _reshape_shape(attrs, x):
+    shape = attrs["shape"]
+    if size_of(shape) != size_of(x):
+        raise GraphError(f"cannot reshape {size_of(x)} elements into {format_shape(shape)}")
+    return shape
+
+
+RESHAPE = structural("reshape", 1, _reshape_shape, lambda g, y, x, shape: (reshape(g, x.shape),),
+                     params=(("shape", None),), ref=lambda x, shape: np.reshape(x, shape), symbol="reshape")
+
+
+def reshape(x, shape):
+    x = _tensor(x, "reshape")
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if builtins.sum(1 for d in shape if isinstance(d, int) and d == -1) > 1:
+        raise GraphError(f"graph '{x.graph.name}': reshape takes at most one -1")
+    known = [dim(d) for d in shape if not (isinstance(d, int) and d == -1)]
+    if len(known) < len(shape):
+        rest = sp.simplify(sp.sympify(size_of(x.shape)) / sp.sympify(size_of(tuple(known))))
+        if not (rest.is_integer or rest.is_Integer):
+            raise GraphError(f"graph '{x.graph.name}': cannot reshape {format_shape(x.shape)} "
+                             f"into {shape}: {size_of(x.shape)} does not divide")
+        known.insert([k for k, d in enumerate(shape) if isinstance(d, int) and d == -1][0], dim(rest))
+    shape = tuple(known)
+    if shape == x.shape:
+        return x
+    return apply(RESHAPE, (x,), shape=shape)
+
+
+def _broadcast_shape(attrs, x, like):
+    if broadcast_shapes(x, like) != tuple(like):
+        raise GraphError(f"{format_shape(x)} does not broadcast to {format_shape(like)}")
+    return like
+
+
+BROADCAST = structural("broadcast_like", 2, _broadcast_shape,
+                       lambda g, y, x, like: (g, None), ref=lambda x, like: np.broadcast_to(x, np.shape(like)),
+                       symbol="broadcast", nondiff=(1,), gate="broadcast: summed back to the input's shape")
+
+
+def broadcast_like(x, like):
+    """x broadcast to the shape of `like` (whose value is not used)."""
+    if x.shape == like.shape:
+        return x
+    return apply(BROADCAST, (x, like))
+
+
+ZEROS = structural("zeros_like", 1, lambda attrs, x: x, lambda g, y, x: (None,),
+                   ref=np.zeros_like, symbol="0", nondiff=(0,))
+
+
+def zeros_like(x):
+    return apply(ZEROS, (x,))
+
+
+# ---- indexing ----------------------------------------------------------------------------
+
+def _index_key(x, index):
+    """Static index -> hashable tuple of ("i", k) / ("s", start, stop, step) / ("n",)."""
+    items = index if isinstance(index, tuple) else (index,)
+    if builtins.sum(1 for i in items if i is Ellipsis) > 1:
+        raise GraphError("an index may hold one ... only")
+    n_real = builtins.sum(1 for i in items if i is not None and i is not Ellipsis)
+    if n_real > x.ndim:
+        raise GraphError(f"too many indices ({n_real}) for shape {format_shape(x.shape)}")
+    out = []
+    for i in items:
+        if i is Ellipsis:
+            out.extend([("s", None, None, None)] * (x.ndim - n_real))
+        elif i is None:
+            out.append(("n",))
+        elif isinstance(i, int) and not isinstance(i, bool):
+            out.append(("i", i))
+        elif isinstance(i, slice) and all(v is None or (isinstance(v, int) and not isinstance(v, bool))
+                                          for v in (i.start, i.stop, i.step)):
+            out.append(("s", i.start, i.stop, i.step))
+        else:
+            raise GraphError(f"indices must be ints, slices, None or ...; got {i!r} "
+                             "(graphs have static shapes, so no array indices)")
+    return tuple(out)
+
+
+def _getitem_shape(attrs, x):
+    out, axis = [], 0
+    for item in attrs["index"]:
+        if item[0] == "n":
+            out.append(1)
+            continue
+        d = x[axis]
+        axis += 1
+        if item[0] == "i":
+            if isinstance(d, int) and not -d <= item[1] < d:
+                raise GraphError(f"index {item[1]} is out of range for an axis of size {d}")
+        elif item[1:] == (None, None, None):
+            out.append(d)
+        elif isinstance(d, int):
+            out.append(len(range(*slice(*item[1:]).indices(d))))
+        else:
+            raise GraphError(f"cannot slice the symbolic dimension {d} except with ':'")
+    return tuple(out) + tuple(x[axis:])
+
+
+GETITEM = structural("getitem", 1, _getitem_shape,
+                     lambda g, y, x, index: (scatter(g, x, index),), params=(("index", None),),
+                     ref=None, symbol="[]", gate="index gate scatters g back")
+
+
+def getitem(x, index):
+    x = _tensor(x, "indexing")
+    try:
+        key = _index_key(x, index)
+    except GraphError as e:
+        raise GraphError(f"graph '{x.graph.name}': getitem {format_shape(x.shape)}: {e}") from None
+    if all(k == ("s", None, None, None) for k in key):
+        return x
+    return apply(GETITEM, (x,), index=key)
+
+
+SCATTER = structural("scatter", 2, lambda attrs, g, like: like,
+                     lambda g, y, v, like, index: (getitem_key(g, index), None),
+                     params=(("index", None),), ref=None, symbol="scatter", nondiff=(1,))
+
+
+def scatter(v, like, index):
+    """Zeros shaped like `like`, with v written at `index` (the VJP of indexing)."""
+    return apply(SCATTER, (v, like), index=index)
+
+
+def getitem_key(x, key):
+    return apply(GETITEM, (x,), index=key)
+
+
+def index_to_python(key):
+    """The normalised index as the text of a Python subscript."""
+    parts = []
+    for item in key:
+        if item[0] == "i":
+            parts.append(str(item[1]))
+        elif item[0] == "n":
+            parts.append("None")
+        else:
+            start, stop, step = ("" if v is None else str(v) for v in item[1:])
+            parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
+    return ", ".join(parts) if parts else "()"
+
+
+def index_from_key(key):
+    """The normalised index as a Python index tuple (for the NumPy references)."""
+    return tuple(k[1] if k[0] == "i" else None if k[0] == "n" else slice(*k[1:]) for k in key)
+
+
+def _getitem_ref(x, index):
+    return x[index_from_key(index)]
+
+
+def _scatter_ref(v, like, index):
+    z = np.zeros_like(like)
+    z[index_from_key(index)] = v
+    return z
+
+
+GETITEM.ref, SCATTER.ref = _getitem_ref, _scatter_ref
+
+
+# ---- concatenation --------------------------------------------------------------------------
+
+def _concat_shape(attrs, *xs):
+    axis = attrs["axis"]
+    first = xs[0]
+    for x in xs[1:]:
+        if len(x) != len(first) or any(a != b for k, (a, b) in enumerate(zip(x, first)) if k != axis):
+            raise GraphError(f"all inputs must have the same shape except along axis {axis}")
+    total = builtins.sum((sp.sympify(x[axis]) for x in xs), sp.Integer(0))
+    return first[:axis] + (dim(total),) + first[axis + 1:]
+
+
+def _concat_vjp(g, y, *xs, axis):
+    out, start = [], sp.Integer(0)
+    for x in xs:
+        stop = start + sp.sympify(x.shape[axis])
+        if not (start.is_Integer and stop.is_Integer):
+            raise GraphError("concatenate: the gradient along a symbolic axis is not supported")
+        key = (("s", None, None, None),) * axis + (("s", int(start), int(stop), None),)
+        out.append(getitem_key(g, key))
+        start = stop
+    return tuple(out)
+
+
+CONCAT = structural("concatenate", None, _concat_shape, _concat_vjp, params=(("axis", 0),),
+                    ref=lambda *xs, axis: np.concatenate(xs, axis=axis), symbol="concat",
+                    gate="concatenate gate slices g")
+
+
+def concatenate(xs, axis=0):
+    xs = list(xs)
+    if not xs:
+        raise GraphError("concatenate needs at least one value")
+    x0 = _tensor(xs[0], "concatenate")
+    if not -x0.ndim <= axis < x0.ndim:
+        raise GraphError(f"graph '{x0.graph.name}': concatenate axis {axis} is out of range "
+                         f"for shape {format_shape(x0.shape)}")
+    return apply(CONCAT, tuple(xs), axis=axis % x0.ndim)
+
+
+def stack(xs, axis=0):
+    xs = [_tensor(x, "stack") for x in xs]
+    if not xs:
+        raise GraphError("stack needs at least one value")
+    nd = xs[0].ndim + 1
+    if not -nd <= axis < nd:
+        raise GraphError(f"graph '{xs[0].graph.name}': stack axis {axis} is out of range")
+    axis %= nd
+    return concatenate([reshape(x, x.shape[:axis] + (1,) + x.shape[axis:]) for x in xs], axis)
+
+
+# ---- gradient plumbing ------------------------------------------------------------------------
+
+_first_shape = lambda attrs, x, *rest: x  # noqa: E731
+STOP = register(Op("stop_gradient", "alias", 1, symbol="stop", ref=lambda x: x,
+                   shape_rule=_first_shape, vjp=lambda g, y, x: (None,)))
+
+
+def stop_gradient(x):
+    """x, through which no gradient flows (the shift inside a stable softmax)."""
+    return apply(STOP, (x,))
+
+
+def _custom_vjp(g, y, value, *primals, rule, label):
+    return (None,) + tuple(rule(g, *primals))
+
+
+CUSTOM = register(Op("custom_vjp", "alias", None, params=(("rule", None), ("label", "")),
+                     symbol="f", ref=lambda value, *primals, rule, label: value,
+                     shape_rule=_first_shape, vjp=_custom_vjp))
+
+
+def with_vjp(value, primals, rule, label):
+    """`value`, whose gradient to `primals` is `rule(g, *primals)` instead of the
+    one autodiff would derive through value's own graph (which is not used)."""
+    return apply(CUSTOM, (stop_gradient(value), *primals), rule=rule, label=label)
+
+
+def unbroadcast(g, shape):
+    """Sum g down to `shape`, undoing NumPy broadcasting (the one place that does)."""
+    if g.shape == tuple(shape):
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + k for k, d in enumerate(shape)
+                                      if d == 1 and g.shape[lead + k] != 1)
+    g = sum(g, axes, keepdims=False)
+    return reshape(g, shape) if g.shape != tuple(shape) else g

@@ -1,0 +1,109 @@
+"""How each target prints an op: a table per target, no branches elsewhere.
+
+An entry is a format string over the (already named) arguments, or a function
+for ops whose text depends on attributes. Elementwise ops without an entry are
+printed from their SymPy formula (or its stable form) by symbolic.Printer.
+"""
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+
+from . import ops, symbolic
+from .structural import index_to_python
+
+_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.shape\[\d+\])?|\d+(\.\d*)?(e[+-]?\d+)?)$")
+
+
+def atom(text):
+    """Parenthesise an argument unless it is a name or a non-negative number."""
+    return text if _ATOM.match(text) else f"({text})"
+
+
+def _axis_text(axes):
+    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+
+
+class Target:
+    def __init__(self, name, template, functions, table):
+        self.name = name
+        self.template = template
+        self._functions = functions
+        self.table = table
+
+    def functions(self, np_alias):
+        return {k: v.format(np=np_alias) for k, v in self._functions.items()}
+
+    def printer(self, ctx, names):
+        return symbolic.Printer(self.functions(ctx.np), {**{s: atom(t) for s, t in ctx.dims.items()}, **names})
+
+    def constant(self, value, ctx):
+        value = sp.sympify(value)
+        if value.is_number:
+            return repr(float(value))
+        return self.printer(ctx, {})(value)
+
+    def dimension(self, d, ctx):
+        return str(d) if isinstance(d, int) else self.printer(ctx, {})(d)
+
+    def shape(self, shape, ctx):
+        inner = ", ".join(self.dimension(d, ctx) for d in shape)
+        return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+    def print_node(self, node, args, ctx, name):
+        entry = self.table.get(node.op.name)
+        if isinstance(entry, str):
+            return entry.format(*[atom(a) for a in args], np=ctx.np, dtype=ctx.dtype)
+        if entry is not None:
+            return entry(node, args, ctx, name)
+        if node.op.elementwise:
+            formula = node.op.printed_formula(node.attrs)
+            consts = {symbolic.ARGS[i]: ops.const_value(n) for i, n in enumerate(node.inputs)
+                      if n.op is ops.CONST}
+            formula = formula.subs(consts) if consts else formula
+            names = {symbolic.ARGS[i]: a for i, a in enumerate(args)}
+            return self.printer(ctx, names)(formula)
+        raise NotImplementedError(f"target {self.name} cannot print op {node.op.name}")
+
+
+def _reduce(fn):
+    def print_(node, args, ctx, name):
+        axes, keep = node.attr["axis"], node.attr["keepdims"]
+        if len(axes) == node.inputs[0].ndim and not keep:
+            return f"{ctx.np}.{fn}({args[0]})"
+        return f"{ctx.np}.{fn}({args[0]}, axis={_axis_text(axes)}" + (", keepdims=True)" if keep else ")")
+    return print_
+
+
+def _transpose(node, args, ctx, name):
+    axes = node.attr["axes"]
+    if axes == tuple(reversed(range(len(axes)))):
+        return f"{atom(args[0])}.T"
+    return f"{ctx.np}.transpose({args[0]}, {axes})"
+
+
+def _scatter(node, args, ctx, name):
+    return (f"{ctx.np}.zeros_like({args[1]})",
+            [f"{name}[{index_to_python(node.attr['index'])}] = {args[0]}"])
+
+
+NUMPY = Target("numpy", "numpy.py.j2", symbolic.NUMPY_FUNCTIONS, {
+    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
+    "pow": "{0} ** {1}", "neg": "-{0}",
+    "greater": "{np}.{dtype}({0} > {1})", "less": "{np}.{dtype}({0} < {1})",
+    "greater_equal": "{np}.{dtype}({0} >= {1})", "less_equal": "{np}.{dtype}({0} <= {1})",
+    "equal": "{np}.{dtype}({0} == {1})", "where": "{np}.where({0}, {1}, {2})",
+    "matmul": "{0} @ {1}",
+    "transpose": _transpose,
+    "sum": _reduce("sum"), "mean": _reduce("mean"), "max": _reduce("max"),
+    "reshape": lambda node, args, ctx, name: f"{ctx.np}.reshape({args[0]}, {ctx.table.shape(node.shape, ctx)})",
+    "broadcast_like": "{np}.broadcast_to({0}, {np}.shape({1}))",
+    "zeros_like": "{np}.zeros_like({0})",
+    "getitem": lambda node, args, ctx, name: f"{atom(args[0])}[{index_to_python(node.attr['index'])}]",
+    "scatter": _scatter,
+    "concatenate": lambda node, args, ctx, name: (f"{ctx.np}.concatenate(({', '.join(args)},), "
+                                                  f"axis={node.attr['axis']})"),
+})
+
+TARGETS = {"numpy": NUMPY}
