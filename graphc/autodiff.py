@@ -20,12 +20,14 @@ from .tensor import Tensor
 
 @dataclass(frozen=True)
 class Adjoint:
-    """`adjoint` is d output / d `forward`. When it is the very gradient that
-    flowed into consumer `via` (an add gate distributing), the generated code
-    says so: grad_<forward> = grad_<via>."""
+    """`adjoint` is d output / d `forward`. `gate` is the consumer whose VJP gave
+    the only contribution (None for the seed and for sums); `via` is that gate
+    when the contribution is the very gradient that flowed into it (an add gate
+    distributing), so the generated code can say grad_<forward> = grad_<via>."""
     forward: Node
     adjoint: Node
     via: Node | None
+    gate: Node | None
 
 
 def backprop(graph: Graph, output: Node, seed: Node, wrt: list[Node]) -> dict:
@@ -42,9 +44,9 @@ def backprop(graph: Graph, output: Node, seed: Node, wrt: list[Node]) -> dict:
         if not parts:
             continue
         g = _sum(graph, node, parts)
-        via = parts[0][1] if len(parts) == 1 and parts[0][1] is not None \
-            and parts[0][0] is found[parts[0][1]] else None
-        graph.adjoints.append(Adjoint(node, g, via))
+        gate = parts[0][1] if len(parts) == 1 else None
+        via = gate if gate is not None and parts[0][0] is found[gate] else None
+        graph.adjoints.append(Adjoint(node, g, via, gate))
         found[node] = g
         if node.op.vjp is None or not any(on_path[i.index] for i in node.inputs):
             continue

@@ -75,7 +75,7 @@ def _set_outputs(g, result):
     if isinstance(result, dict):
         items, g.output_kind = list(result.items()), "dict"
     elif isinstance(result, (tuple, list)):
-        items = [("L" if k == 0 else f"out{k}", v) for k, v in enumerate(result)]
+        items = [(None if k == 0 else _default_name(g, f"out{k}"), v) for k, v in enumerate(result)]
         g.output_kind = "tuple"
     else:
         items, g.output_kind = [(None, result)], "single"
@@ -86,7 +86,7 @@ def _set_outputs(g, result):
         if not isinstance(value, Tensor) or value.graph is not g:
             raise GraphError(f"graph '{g.name}' ({g.source}): output {key or ''} is "
                              f"{type(value).__name__}, not a value computed from the inputs")
-        name = key or value.node.name or "L"
+        name = key or value.node.name or _default_name(g, "L")
         check_name(g, name, "an output")
         if name in g.input_names and value.node is not g.input(name):
             raise GraphError(f"graph '{g.name}': output '{name}' has the name of an input")
@@ -94,6 +94,16 @@ def _set_outputs(g, result):
             raise GraphError(f"graph '{g.name}': two outputs are named '{name}'")
         outputs.append((name, value.node))
     g.outputs = outputs
+
+
+def _default_name(g, base):
+    """An output name the user did not choose steps around the names they did."""
+    taken = {n.name for n in g.nodes if n.name}
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
 
 
 def inline(graph: Graph, args):

@@ -137,9 +137,11 @@ class Lowering:
 
         ctx = _Context(self, names, alias_of)
         body = []
-        pending = []   # aliases of inputs and constants (the seed): before the backward part
+        # aliases of values computed before the backward part (inputs, constants,
+        # forward nodes that a folded gradient turned out to be) open that part
+        pending = []
         for anchor, items in aliases.items():
-            if _is_hidden(anchor):
+            if anchor.origin is None:
                 pending.extend(items)
         for node in live:
             if _is_hidden(node):
@@ -148,7 +150,8 @@ class Lowering:
                 body.extend(self._alias_lines(ctx, pending))
                 pending = []
             body.append(self._statement(ctx, node))
-            body.extend(self._alias_lines(ctx, aliases.get(node, [])))
+            if node.origin is not None:
+                body.extend(self._alias_lines(ctx, aliases.get(node, [])))
         body.extend(self._alias_lines(ctx, pending))
 
         out_refs = []
@@ -169,13 +172,17 @@ class Lowering:
     def _alias_lines(self, ctx, items):
         out = []
         for name, rec in items:
+            source = ctx.ref(rec.adjoint)
             if rec.via is not None and (rec.via, rec.adjoint) in ctx.alias_of:
-                source, note = ctx.alias_of[(rec.via, rec.adjoint)], rec.via.op.gate or f"{rec.via.op.name} gate"
+                source = ctx.alias_of[(rec.via, rec.adjoint)]
+            if rec.gate is not None:
+                note = self._gate_note(rec.gate)
             elif rec.adjoint.op is ops.CONST:
-                source, note = ctx.ref(rec.adjoint), "seed: d/d itself is 1"
+                note = "seed: d/d itself is 1"
+            elif rec.adjoint.op is ops.INPUT:
+                note = "seed: the upstream gradient"
             else:
-                source = ctx.ref(rec.adjoint)
-                note = "seed: the upstream gradient" if rec.adjoint.op is ops.INPUT else "same gradient"
+                note = "copy gate adds"
             out.append(Statement(name, source, note))
         return out
 
@@ -189,13 +196,15 @@ class Lowering:
         if node.origin is None:
             return node.op.name
         gate, note = node.origin
-        if note:
-            return note
+        return note or self._gate_note(gate)
+
+    def _gate_note(self, gate):
+        """The lecture's words for a gate's backward line."""
         if gate.op.gate or gate.op is CUSTOM:
             return gate.op.gate or gate.attr["label"]
         if gate.op.elementwise and gate.op is not ops.EXPR:
             rules = gate.op.partials_for(gate.attrs, len(gate.inputs))
-            letters = ["x"] if len(gate.inputs) == 1 else ["a", "b", "c", "d"][: len(gate.inputs)]
+            letters = ["x"] if len(gate.inputs) == 1 else [chr(ord("a") + i) for i in range(len(gate.inputs))]
             printer = symbolic.Printer(self.table.functions("np"),
                                        {**dict(zip(symbolic.ARGS, letters)), symbolic.Y: "y"})
             local = ", ".join(printer(r) for r in rules)

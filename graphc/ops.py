@@ -184,7 +184,7 @@ def fail(graph, op, message, shapes=(), where=None):
     """Raise a GraphError naming the graph, the op, the shapes and the model line."""
     where = where or caller_location()
     shape_text = (" with input shapes " + ", ".join(format_shape(s) for s in shapes)) if shapes else ""
-    raise GraphError(f"graph '{graph.name}'{_where_text(where)}: {op.name}{shape_text}: {message}")
+    raise GraphError(f"graph '{graph.name}'{_where_text(where)}: {op.name}{shape_text}: {message}") from None
 
 
 # ---- apply: the one door into a graph ------------------------------------------

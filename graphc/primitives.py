@@ -25,7 +25,9 @@ sub = elementwise("sub", lambda a, b: a - b, ref=np.subtract, symbol="-",
                   gate="sub gate distributes, negated into b")
 mul = elementwise("mul", lambda a, b: a * b, ref=np.multiply, symbol="*", gate="mul gate swaps its inputs")
 div = elementwise("div", lambda a, b: a / b, ref=np.divide, symbol="/", gate="div gate")
-pow = elementwise("pow", lambda a, b: a ** b, ref=np.power, symbol="**", gate="pow gate")
+# pow's rule stays in terms of its inputs: the output form b*y/a divides by a
+pow = elementwise("pow", lambda a, b: a ** b, partials=lambda a, b, y: (b * a ** (b - 1), y * sp.log(a)),
+                  ref=np.power, symbol="**", gate="pow gate")
 neg = elementwise("neg", lambda x: -x, ref=np.negative, symbol="-", gate="neg gate flips the sign")
 
 # ---- functions --------------------------------------------------------------------

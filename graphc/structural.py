@@ -131,7 +131,8 @@ def _reduce_shape(attrs, x):
 
 def _restore(g, x, axis, keepdims):
     """g reshaped to keep the reduced axes, then broadcast back to x's shape."""
-    if not keepdims and axis:
+    # leading axes come back by broadcasting alone; others need their 1s restored
+    if not keepdims and axis != tuple(range(len(axis))):
         g = reshape(g, _reduced(x.shape, axis, True))
     return broadcast_like(g, x)
 

@@ -83,6 +83,12 @@ def _transpose(node, args, ctx, name):
     return f"{ctx.np}.transpose({args[0]}, {axes})"
 
 
+def _broadcast(node, args, ctx, name):
+    if node.inputs[0].op is ops.CONST:   # full_like keeps the dtype; a Python float would not
+        return f"{ctx.np}.full_like({args[1]}, {args[0]})"
+    return f"{ctx.np}.broadcast_to({args[0]}, {ctx.np}.shape({args[1]}))"
+
+
 def _scatter(node, args, ctx, name):
     return (f"{ctx.np}.zeros_like({args[1]})",
             [f"{name}[{index_to_python(node.attr['index'])}] = {args[0]}"])
@@ -98,7 +104,7 @@ NUMPY = Target("numpy", "numpy.py.j2", symbolic.NUMPY_FUNCTIONS, {
     "transpose": _transpose,
     "sum": _reduce("sum"), "mean": _reduce("mean"), "max": _reduce("max"),
     "reshape": lambda node, args, ctx, name: f"{ctx.np}.reshape({args[0]}, {ctx.table.shape(node.shape, ctx)})",
-    "broadcast_like": "{np}.broadcast_to({0}, {np}.shape({1}))",
+    "broadcast_like": _broadcast,
     "zeros_like": "{np}.zeros_like({0})",
     "getitem": lambda node, args, ctx, name: f"{atom(args[0])}[{index_to_python(node.attr['index'])}]",
     "scatter": _scatter,

@@ -1,0 +1,130 @@
+"""Bad input gets a clear error naming the graph, op, shapes and model line."""
+import inspect
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def this_line(offset=0):
+    return inspect.currentframe().f_back.f_lineno + offset
+
+
+def test_matmul_shape_mismatch_names_graph_op_shapes_and_line():
+    with pytest.raises(gc.GraphError) as err:
+        @gc.graph
+        def layer(W: gc.Tensor[256, 784], x: gc.Tensor[10]):
+            return gc.sum(W @ x)   # the line the error must name
+    line = this_line(-1)
+    message = str(err.value)
+    assert "graph 'layer'" in message and "matmul" in message
+    assert "(256, 784)" in message and "(10,)" in message
+    assert f"{__file__}:{line}" in message
+
+
+def test_symbolic_dimension_mismatch():
+    with pytest.raises(gc.GraphError, match=r"matmul with input shapes \(B, 784\), \(10, 256\)"):
+        @gc.graph
+        def layer(x: gc.Tensor["B", 784], W: gc.Tensor[10, 256]):
+            return x @ W.T.T
+
+
+def test_broadcast_mismatch():
+    with pytest.raises(gc.GraphError, match=r"graph 'f'.*add with input shapes \(3,\), \(4,\): .*broadcast"):
+        @gc.graph
+        def f(a: gc.Tensor[3], b: gc.Tensor[4]):
+            return a + b
+
+
+def test_non_scalar_output_needs_grad_out():
+    @gc.graph
+    def relu(x: gc.Tensor[4]):
+        return gc.relu(x)
+    fn = gc.compile(relu)
+    with pytest.raises(gc.GraphError, match=r"graph 'relu': backward\(\): output 'L' has shape \(4,\).*grad_out"):
+        fn.backward(np.ones(4))
+    with pytest.raises(gc.GraphError, match="grad_out"):
+        fn.value_and_grad(np.ones(4))
+    with pytest.raises(gc.GraphError, match="scalar first output"):
+        gc.grad(relu)
+
+
+def test_unknown_wrt():
+    @gc.graph
+    def f(x, y):
+        return x * y
+    with pytest.raises(gc.GraphError, match=r"graph 'f': cannot differentiate with respect to 'z'.*inputs: x, y"):
+        gc.compile(f, wrt=["z"])
+    with pytest.raises(gc.GraphError, match="'w'"):
+        @gc.graph(wrt=("w",))
+        def g(x):
+            return x
+
+
+def test_wrong_argument_shapes_and_names_at_call_time():
+    @gc.graph
+    def f(x: gc.Tensor["B", 3], W: gc.Tensor[2, 3]):
+        return gc.sum(x @ W.T)
+    fn = gc.compile(f)
+    with pytest.raises(gc.GraphError, match=r"input 'W' expects shape \(2, 3\), got \(3, 2\)"):
+        fn.forward(np.ones((4, 3)), np.ones((3, 2)))
+    with pytest.raises(gc.GraphError, match=r"missing input\(s\) W"):
+        fn.forward(np.ones((4, 3)))
+    with pytest.raises(gc.GraphError, match="unexpected input 'w'"):
+        fn.forward(np.ones((4, 3)), w=np.ones((2, 3)))
+
+    @gc.graph
+    def g(x: gc.Tensor["B", 3], y: gc.Tensor["B"]):
+        return gc.sum(x) + gc.sum(y)
+    with pytest.raises(gc.GraphError, match=r"input 'y' expects shape \(B,\), got \(5,\) \(with B=4\)"):
+        gc.compile(g).forward(np.ones((4, 3)), np.ones(5))
+
+
+def test_python_control_flow_on_traced_values():
+    with pytest.raises(gc.GraphError, match="graphs are static.*gc.where"):
+        @gc.graph
+        def f(x):
+            return x if x > 0 else -x
+
+
+def test_bad_annotations_and_outputs():
+    with pytest.raises(gc.GraphError, match="annotated"):
+        @gc.graph
+        def f(x: int):
+            return x
+    with pytest.raises(gc.GraphError, match="not a value computed from the inputs"):
+        @gc.graph
+        def g(x):
+            return 3.0
+    with pytest.raises(gc.GraphError, match=r"\*args"):
+        @gc.graph
+        def h(*xs):
+            return xs[0]
+
+
+def test_bad_compile_options():
+    @gc.graph
+    def f(x):
+        return x * x
+    with pytest.raises(gc.GraphError, match="unknown target 'fortran'"):
+        gc.compile(f, target="fortran")
+    with pytest.raises(gc.GraphError, match="unknown dtype 'int8'"):
+        gc.compile(f, dtype="int8")
+    with pytest.raises(gc.GraphError, match="needs a graph"):
+        gc.compile(lambda x: x)
+
+
+def test_static_index_errors():
+    with pytest.raises(gc.GraphError, match=r"getitem with input shapes \(3,\): index 5 is out of range"):
+        @gc.graph
+        def f(x: gc.Tensor[3]):
+            return x[5]
+    with pytest.raises(gc.GraphError, match="symbolic dimension B"):
+        @gc.graph
+        def g(x: gc.Tensor["B", 3]):
+            return gc.sum(x[:2])
+    with pytest.raises(gc.GraphError, match="cannot reshape"):
+        @gc.graph
+        def h(x: gc.Tensor[6]):
+            return gc.sum(x.reshape(4, 2))
