@@ -259,44 +259,41 @@ def readd(graph, node, inputs):
 
 
 def _add_elementwise(graph, op, attrs, nodes, shape):
-    formula = op.formula_for(attrs)
-    consts = {symbolic.ARGS[i]: const_value(n) for i, n in enumerate(nodes) if n.op is CONST}
-    if op is EXPR or consts:
-        folded = formula.subs(consts) if consts else formula
-        # x*1, x + 0, a unit seed: the result is one of the inputs unchanged
-        for i, n in enumerate(nodes):
-            if folded == symbolic.ARGS[i] and n.shape == shape:
-                return n
-        if len(consts) == len(nodes) and shape == ():
-            return const(graph, sp.simplify(folded))
-        if op is EXPR:
-            return _add_expr(graph, folded, nodes, shape)
-    return graph.add(op, attrs, nodes, shape)
-
-
-def _add_expr(graph, formula, nodes, shape):
-    """An EXPR node over the distinct non-constant inputs it still uses."""
-    kept, mapping = [], {}
-    for i, n in enumerate(nodes):
-        s = symbolic.ARGS[i]
-        if n.op is CONST or s not in formula.free_symbols:
-            continue
-        if n in kept:
-            mapping[s] = symbolic.ARGS[kept.index(n)]
-        else:
-            mapping[s] = symbolic.ARGS[len(kept)]
-            kept.append(n)
-    if not kept and shape != ():
-        # every adjoint has its node's shape, so a constant-only local gradient
-        # can only be scalar; anything else is a bug in a VJP rule
-        raise GraphError(f"internal error: constant expression {formula} with shape {shape}")
-    formula = formula.xreplace(mapping)
+    consts = tuple((i, const_value(n)) for i, n in enumerate(nodes) if n.op is CONST)
+    if op is not EXPR and not consts:
+        return graph.add(op, attrs, nodes, shape)
+    # which inputs are the same node: fold them into one argument
+    pattern = tuple(nodes.index(n) for n in nodes)
+    folded, kept = _fold(op.formula_for(attrs), consts, pattern)
+    # x*1, x + 0, a unit seed: the result is one of the inputs unchanged
+    if len(kept) == 1 and folded == symbolic.ARGS[0] and nodes[kept[0]].shape == shape:
+        return nodes[kept[0]]
     if not kept:
-        return const(graph, formula)
-    for i, n in enumerate(kept):
-        if formula == symbolic.ARGS[i] and n.shape == shape:
-            return n
-    return graph.add(EXPR, (("expr", formula),), tuple(kept), shape)
+        if shape != ():
+            # every adjoint has its node's shape, so a constant-only local gradient
+            # can only be scalar; anything else is a bug in a VJP rule
+            raise GraphError(f"internal error: constant expression {folded} with shape {shape}")
+        return const(graph, folded)
+    if op is not EXPR:
+        return graph.add(op, attrs, nodes, shape)
+    return graph.add(EXPR, (("expr", folded),), tuple(nodes[k] for k in kept), shape)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold(formula, consts, pattern):
+    """`formula` with the constant inputs substituted and repeated inputs merged.
+    Returns the formula over ARGS[:k] and the positions of the k inputs it keeps."""
+    args = symbolic.ARGS
+    folded = formula.subs({args[i]: v for i, v in consts}) if consts else formula
+    free, const_pos = folded.free_symbols, {i for i, _ in consts}
+    kept, mapping = [], {}
+    for i, first in enumerate(pattern):
+        if i in const_pos or args[i] not in free:
+            continue
+        if first not in kept:
+            kept.append(first)
+        mapping[args[i]] = args[kept.index(first)]
+    return folded.xreplace(mapping), tuple(kept)
 
 
 def expr(formula, *args):
@@ -314,18 +311,22 @@ def expr(formula, *args):
 def _elementwise_vjp(g, y, *inputs, **attrs):
     """Contribution to input i: g * d op / d input_i, one fused EXPR node each."""
     node = y.node
-    rules = node.op.partials_for(node.attrs, len(inputs))
-    # g and y come first, so SymPy's canonical order prints grad_s0*x0 as the lecture does
-    g_sym, y_sym = symbolic.ARGS[0], symbolic.ARGS[1]
-    shift = {symbolic.ARGS[i]: symbolic.ARGS[i + 2] for i in range(len(inputs))}
     out = []
-    for i, rule in enumerate(rules):
-        if i in node.op.nondiff or rule == 0:
-            out.append(None)
-            continue
-        local = g_sym * rule.xreplace({**shift, symbolic.Y: y_sym})
-        out.append(expr(sp.piecewise_fold(local), g, y, *inputs))
+    for i in range(len(inputs)):
+        local = _local_gradient(node.op, node.attrs, len(inputs), i)
+        out.append(None if local is None else expr(local, g, y, *inputs))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_gradient(op, attrs, n_inputs, i):
+    """g * d op / d input_i over (g, y, inputs...): g and y come first, so SymPy's
+    canonical order prints grad_s0*x0 as the lecture does. None: no gradient."""
+    rule = op.partials_for(attrs, n_inputs)[i]
+    if i in op.nondiff or rule == 0:
+        return None
+    shift = {symbolic.ARGS[k]: symbolic.ARGS[k + 2] for k in range(n_inputs)}
+    return sp.piecewise_fold(symbolic.ARGS[0] * rule.xreplace({**shift, symbolic.Y: symbolic.ARGS[1]}))
 
 
 EXPR.vjp = _elementwise_vjp

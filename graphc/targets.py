@@ -6,6 +6,7 @@ printed from their SymPy formula (or its stable form) by symbolic.Printer.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import sympy as sp
@@ -30,10 +31,15 @@ class Target:
         self.name = name
         self.template = template
         self._functions = functions
+        self._by_alias = {}
         self.table = table
 
     def functions(self, np_alias):
-        return {k: v.format(np=np_alias) for k, v in self._functions.items()}
+        """The function table with the module alias filled in (made once per alias)."""
+        table = self._by_alias.get(np_alias)
+        if table is None:
+            table = self._by_alias[np_alias] = {k: v.format(np=np_alias) for k, v in self._functions.items()}
+        return table
 
     def printer(self, ctx, names):
         return symbolic.Printer(self.functions(ctx.np), {**{s: atom(t) for s, t in ctx.dims.items()}, **names})
@@ -58,13 +64,19 @@ class Target:
         if entry is not None:
             return entry(node, args, ctx, name)
         if node.op.elementwise:
-            formula = node.op.printed_formula(node.attrs)
-            consts = {symbolic.ARGS[i]: ops.const_value(n) for i, n in enumerate(node.inputs)
-                      if n.op is ops.CONST}
-            formula = formula.subs(consts) if consts else formula
-            names = {symbolic.ARGS[i]: a for i, a in enumerate(args)}
-            return self.printer(ctx, names)(formula)
+            consts = tuple((i, ops.const_value(n)) for i, n in enumerate(node.inputs) if n.op is ops.CONST)
+            template = self._template(node.op.printed_formula(node.attrs), consts, ctx.np,
+                                      tuple(ctx.dims.items()))
+            return template.format(*[atom(a) for a in args])
         raise NotImplementedError(f"target {self.name} cannot print op {node.op.name}")
+
+
+    @functools.lru_cache(maxsize=4096)
+    def _template(self, formula, consts, np_alias, dims):
+        """The printed formula with {0}, {1}... for its arguments (printing is the slow part)."""
+        formula = formula.subs({symbolic.ARGS[i]: v for i, v in consts}) if consts else formula
+        names = {**{s: atom(t) for s, t in dims}, **{a: "{%d}" % i for i, a in enumerate(symbolic.ARGS)}}
+        return symbolic.Printer(self.functions(np_alias), names)(formula)
 
 
 def _reduce(fn):
