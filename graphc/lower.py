@@ -9,7 +9,11 @@ makes every decision about order, names and comments.
 """
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
+
+import sympy as sp
 
 from . import ops, symbolic
 from .ir import format_shape, size_of
@@ -52,6 +56,23 @@ class Statement:
     expr: str
     comment: str = ""
     extra: list = field(default_factory=list)   # follow-up lines (a scatter's assignment)
+    alias: bool = False                          # `grad_s2 = grad_s3`: only a second name
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _drop_unused_aliases(body, returned):
+    """Aliases no later line reads (a seed's name no gradient needs) are left out."""
+    used, kept = set(returned), []
+    for st in reversed(body):
+        if st.alias and st.target not in used:
+            continue
+        kept.append(st)
+        used.update(_IDENTIFIER.findall(st.expr))
+        for line in st.extra:
+            used.update(_IDENTIFIER.findall(line))
+    return kept[::-1]
 
 
 @dataclass
@@ -167,7 +188,8 @@ class Lowering:
                 name = namer.fresh("grad_" + inp.name)
                 body.append(Statement(name, ctx.ref(node), f"d/d{inp.name}"))
             grad_refs.append(name)
-        return Function(fname, params, body, returns(out_refs, grad_refs))
+        return Function(fname, params, _drop_unused_aliases(body, out_refs + grad_refs),
+                        returns(out_refs, grad_refs))
 
     def _alias_lines(self, ctx, items):
         out = []
@@ -183,7 +205,7 @@ class Lowering:
                 note = "seed: the upstream gradient"
             else:
                 note = "copy gate adds"
-            out.append(Statement(name, source, note))
+            out.append(Statement(name, source, note, alias=True))
         return out
 
     def _statement(self, ctx, node):
@@ -203,13 +225,17 @@ class Lowering:
         if gate.op.gate or gate.op is CUSTOM:
             return gate.op.gate or gate.attr["label"]
         if gate.op.elementwise and gate.op is not ops.EXPR:
-            rules = gate.op.partials_for(gate.attrs, len(gate.inputs))
-            letters = ["x"] if len(gate.inputs) == 1 else [chr(ord("a") + i) for i in range(len(gate.inputs))]
-            printer = symbolic.Printer(self.table.functions("np"),
-                                       {**dict(zip(symbolic.ARGS, letters)), symbolic.Y: "y"})
-            local = ", ".join(printer(r) for r in rules)
-            return f"{gate.op.name} gate: local gradient {local}"
+            return _local_gradient_note(self.table, gate.op, gate.attrs, len(gate.inputs))
         return f"{gate.op.name} gate"
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_gradient_note(table, op, attrs, n_inputs):
+    """`sigmoid gate: local gradient y*(1 - y)`, printed once per op and attributes."""
+    rules = op.partials_for(attrs, n_inputs)
+    letters = ["x"] if n_inputs == 1 else [chr(ord("a") + i) for i in range(n_inputs)]
+    printer = symbolic.Printer(table.functions("np"), {**dict(zip(symbolic.ARGS, letters)), symbolic.Y: "y"})
+    return f"{op.name} gate: local gradient {', '.join(printer(r) for r in rules)}"
 
 
 class _Context:
@@ -244,8 +270,7 @@ class _Context:
 
 def dump(graph, title=None):
     """The graph as text, one node a line, with shapes and sizes (like a jaxpr)."""
-    from .targets import NUMPY
-    names = Lowering(graph, NUMPY).names
+    names = _dump_names(graph)
     notes = {}
 
     def ref(n):
@@ -266,16 +291,44 @@ def dump(graph, title=None):
             continue
         attrs = ", ".join(f"{k}={_attr_text(v)}" for k, v in node.attrs if k != "rule")
         call = f"{node.op.name}({', '.join(ref(i) for i in node.inputs)}" + (f"; {attrs}" if attrs else "") + ")"
+        if node.op is ops.EXPR:   # a fused formula reads best with its arguments' names in it
+            call = str(node.attr["expr"].subs({symbolic.ARGS[k]: sp.Symbol(ref(i)) for k, i in
+                                               enumerate(node.inputs)}, simultaneous=True))
         rows.append((node, names[node], format_shape(node.shape), str(size_of(node.shape)), call))
     w0 = max((len(r[1]) for r in rows), default=1)
     w1 = max((len(r[2]) for r in rows), default=1)
     w2 = max((len(r[3]) for r in rows), default=1)
+    backward = next((r[0] for r in rows if r[0].origin is not None), None)
     for node, name, shape, size, call in rows:
+        if node is backward:
+            lines.append("  # backward: the adjoints, from the output back to the inputs")
         lines.append(f"  {name:<{w0}} : {shape:<{w1}} {size:>{w2}} = {call}{notes.get(node, '')}")
     for name, text in outs:
         if text != name:
             lines.append(f"  {name} = {text}")
     return "\n".join(lines)
+
+
+def _dump_names(graph):
+    """The lowering's names, but an adjoint is grad_<value> as in the generated code,
+    named after the first value it is the gradient of (grad_s3, then grad_w2 = grad_s3)."""
+    from .targets import NUMPY
+    names = Lowering(graph, NUMPY).names
+    first = {}
+    for rec in graph.adjoints:
+        first.setdefault(rec.adjoint, _through_aliases(rec.forward))
+    namer = Namer([n.name for n in graph.nodes if n.name] +
+                  [name for name, n in graph.outputs if _through_aliases(n).origin is None])
+    for node in graph.live_nodes():
+        if node not in names:
+            continue
+        if node.origin is None or node.name:
+            namer.take(names[node])
+        else:
+            forward = first.get(node)
+            names[node] = namer.temp() if forward is None else \
+                namer.fresh("grad_" + (names.get(forward) or forward.name or "s"))
+    return names
 
 
 def _attr_text(v):
