@@ -139,6 +139,7 @@ class Graph:
         self.output_kind = "single"     # "single" | "tuple" | "dict": how forward returns
         self.wrt: tuple[str, ...] | None = None
         self.adjoints: list = []        # autodiff.Adjoint records, in the order found
+        self.domains: dict = {}         # input name -> the values it must take (sampling.py)
         self._interned: dict = {}
         self._origin = None             # set by autodiff while a gate's VJP runs
 
@@ -170,6 +171,7 @@ class Graph:
         g.output_kind = self.output_kind
         g.wrt = self.wrt
         g.adjoints = list(self.adjoints)
+        g.domains = dict(self.domains)
         g._interned = dict(self._interned)
         return g
 

@@ -6,6 +6,7 @@ import sympy as sp
 from . import ops, symbolic
 from .ir import size_of
 from .primitives import abs, exp, log, softplus
+from .sampling import note_domain
 from .structural import max, mean, reshape, stop_gradient, sum, with_vjp
 
 
@@ -33,6 +34,7 @@ def softmax(a, axis=-1):
 def softmax_cross_entropy(logits, y):
     """Mean over the rows of -sum(y * log_softmax(logits)); the rows of y are
     probability vectors (one-hot labels). Its gradient is (softmax(logits) - y) / rows."""
+    note_domain(y, "one_hot")
     loss = -sum(y * log_softmax(logits), axis=-1)
     if loss.ndim:
         loss = mean(loss)
@@ -57,11 +59,14 @@ def mse(pred, target):
 def binary_cross_entropy(p, y):
     """-mean(y log p + (1 - y) log(1 - p)) on probabilities p (the textbook form; it
     overflows where p reaches 0 or 1: prefer binary_cross_entropy_with_logits)."""
+    note_domain(p, "unit")
+    note_domain(y, "unit")
     return -mean(y * log(p) + (1 - y) * log(1 - p))
 
 
 def binary_cross_entropy_with_logits(x, y):
     """binary_cross_entropy(sigmoid(x), y) as mean(softplus(x) - x*y): stable for any x."""
+    note_domain(y, "unit")
     return mean(softplus(x) - x * y)
 
 

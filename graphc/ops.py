@@ -42,6 +42,7 @@ class Op:
     symbol: str = ""                            # short label for diagrams and dumps
     gate: str = ""                              # the lecture's words for its backward pattern
     nondiff: tuple = field(default_factory=tuple)  # input positions with no gradient
+    domain: str | None = None                   # what input 0 must be when it is a graph input
 
     def __repr__(self):
         return f"<op {self.name}>"
@@ -105,7 +106,7 @@ def register(op):
 # ---- declaring ops -------------------------------------------------------------
 
 def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None, gate=None,
-                nondiff=(), register_op=True):
+                nondiff=(), domain=None, register_op=True):
     """Declare an elementwise op from a scalar SymPy formula and return its function.
 
     `formula` is a lambda over SymPy symbols; parameters with defaults are static
@@ -130,7 +131,7 @@ def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None
             raise GraphError(f"op '{name}': partials must give one rule per input")
     stable_expr = sp.sympify(stable(*args, *param_syms)) if stable is not None else None
     op = Op(name, "elementwise", len(inputs), params, expr, stable_expr, explicit, ref=ref,
-            symbol=symbol or name, gate=gate or "", nondiff=tuple(nondiff))
+            symbol=symbol or name, gate=gate or "", nondiff=tuple(nondiff), domain=domain)
     op.vjp = _elementwise_vjp
     if register_op:
         register(op)
@@ -223,6 +224,8 @@ def apply(op, args, **attrs):
     if unknown:
         fail(graph, op, f"unknown attribute(s) {', '.join(sorted(unknown))}")
     full = tuple((k, _freeze(attrs.get(k, default))) for k, default in op.params)
+    if op.domain and nodes and nodes[0].op is INPUT:
+        graph.domains.setdefault(nodes[0].name, op.domain)
     return Tensor(graph, add_node(graph, op, full, nodes))
 
 
@@ -269,11 +272,19 @@ def _add_elementwise(graph, op, attrs, nodes, shape):
     if len(kept) == 1 and folded == symbolic.ARGS[0] and nodes[kept[0]].shape == shape:
         return nodes[kept[0]]
     if not kept:
-        if shape != ():
-            # every adjoint has its node's shape, so a constant-only local gradient
-            # can only be scalar; anything else is a bug in a VJP rule
-            raise GraphError(f"internal error: constant expression {folded} with shape {shape}")
-        return const(graph, folded)
+        if shape == ():
+            return const(graph, folded)
+        if op is not EXPR:
+            # 0 * x, x ** 0: a constant value, but with x's shape (constants are scalars)
+            return graph.add(op, attrs, nodes, shape)
+        like = next((n for n in nodes if n.shape == shape), None)
+        if folded == 0 and like is not None:
+            # a local gradient that vanishes (g * 0, from 0 * x): zeros of g's shape
+            from .structural import zeros_like
+            return zeros_like(Tensor(graph, like)).node
+        # every adjoint has its node's shape, so any other constant-only local
+        # gradient can only be scalar; anything else is a bug in a VJP rule
+        raise GraphError(f"internal error: constant expression {folded} with shape {shape}")
     if op is not EXPR:
         return graph.add(op, attrs, nodes, shape)
     return graph.add(EXPR, (("expr", folded),), tuple(nodes[k] for k in kept), shape)

@@ -32,8 +32,8 @@ neg = elementwise("neg", lambda x: -x, ref=np.negative, symbol="-", gate="neg ga
 
 # ---- functions --------------------------------------------------------------------
 exp = elementwise("exp", lambda x: sp.exp(x), ref=np.exp, symbol="exp")
-log = elementwise("log", lambda x: sp.log(x), ref=np.log, symbol="log")
-sqrt = elementwise("sqrt", lambda x: sp.sqrt(x), ref=np.sqrt, symbol="√")
+log = elementwise("log", lambda x: sp.log(x), ref=np.log, symbol="log", domain="positive")
+sqrt = elementwise("sqrt", lambda x: sp.sqrt(x), ref=np.sqrt, symbol="√", domain="positive")
 abs = elementwise("abs", lambda x: sp.Abs(x), ref=np.abs, symbol="|x|")
 reciprocal = elementwise("reciprocal", lambda x: 1 / x, ref=np.reciprocal, symbol="1/x")
 sin = elementwise("sin", lambda x: sp.sin(x), ref=np.sin, symbol="sin")
@@ -41,6 +41,8 @@ cos = elementwise("cos", lambda x: sp.cos(x), ref=np.cos, symbol="cos")
 sigmoid = elementwise("sigmoid", lambda x: 1 / (1 + sp.exp(-x)), ref=_np_sigmoid, symbol="σ")
 tanh = elementwise("tanh", lambda x: sp.tanh(x), ref=np.tanh, symbol="tanh")
 softplus = elementwise("softplus", lambda x: sp.log(1 + sp.exp(x)),
+                       # sigmoid(x) as exp(x - y): 1 - exp(-y) cancels where y is tiny (x << 0)
+                       partials=lambda x, y: (sp.exp(x - y),),
                        stable=lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
                        ref=lambda x: np.logaddexp(0.0, x), symbol="softplus")
 

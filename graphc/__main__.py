@@ -1,0 +1,4 @@
+"""`python -m graphc`: the command line without the installed script."""
+from .cli import main
+
+raise SystemExit(main())
