@@ -19,9 +19,8 @@ from .primitives import (                                             # noqa: E4
     softplus, relu, leaky_relu, elu, prelu, maximum, minimum, greater, less, greater_equal,
     less_equal, equal, where,
 )
-from .structural import (                                             # noqa: E402
-    matmul, transpose, sum, mean, max, reshape, getitem, concatenate, stack, stop_gradient,
-)
+from .structural import matmul, transpose, sum, mean, max, reshape, stop_gradient  # noqa: E402
+from .indexing import getitem, concatenate, stack                     # noqa: E402
 from .nn import (                                                     # noqa: E402
     softmax, log_softmax, logsumexp, softmax_cross_entropy, mse, binary_cross_entropy,
     binary_cross_entropy_with_logits, l1, l2, linear,

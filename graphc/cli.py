@@ -110,8 +110,10 @@ examples:
     "check": (run_check, "compare gradients with central differences at a random point", f"""\
 Compile each graph in float64, draw its inputs uniformly in --range at their
 declared shapes (a symbolic dimension such as B is --dim B=N, default {DEFAULT_DIM}),
-and compare value_and_grad with central differences of forward. Prints a
-table per graph; exits 1 if a gradient is off or the value is not finite.
+and compare value_and_grad with central differences of forward. An input fed
+straight into log or sqrt is drawn positive, a cross-entropy's labels as one-hot
+rows. Prints a table per graph; exits 1 if a gradient is off or the value is
+not finite.
 
 examples:
   graphc check examples/neuron.py

@@ -12,7 +12,7 @@ import re
 import sympy as sp
 
 from . import ops, symbolic
-from .structural import index_to_python
+from .indexing import index_to_python
 
 _ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.shape\[\d+\])?|\d+(\.\d*)?(e[+-]?\d+)?)$")
 

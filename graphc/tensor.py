@@ -29,6 +29,11 @@ def _s():
     return structural
 
 
+def _i():
+    from . import indexing
+    return indexing
+
+
 class Tensor:
     """A value in a graph being traced."""
 
@@ -86,7 +91,7 @@ class Tensor:
     def __lt__(self, o): return _p().less(self, o)
     def __ge__(self, o): return _p().greater_equal(self, o)
     def __le__(self, o): return _p().less_equal(self, o)
-    def __getitem__(self, index): return _s().getitem(self, index)
+    def __getitem__(self, index): return _i().getitem(self, index)
 
     # -- structure
     @property
