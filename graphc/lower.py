@@ -212,9 +212,9 @@ class Lowering:
         name = ctx.names[node]
         printed = self.table.print_node(node, [ctx.arg(node, i) for i in node.inputs], ctx, name)
         expr, extra = printed if isinstance(printed, tuple) else (printed, [])
-        return Statement(name, expr, self._comment(ctx, node), extra)
+        return Statement(name, expr, self._comment(node), extra)
 
-    def _comment(self, ctx, node):
+    def _comment(self, node):
         if node.origin is None:
             return node.op.name
         gate, note = node.origin
@@ -263,9 +263,6 @@ class _Context:
             if name is not None:
                 return name
         return self.ref(node)
-
-    def dim(self, d):
-        return self.table.dimension(d, self)
 
 
 def dump(graph, title=None):

@@ -27,6 +27,8 @@ def _axis_text(axes):
 
 
 class Target:
+    """One target's printing data: a template, a function table and an op table."""
+
     def __init__(self, name, template, functions, table):
         self.name = name
         self.template = template
@@ -69,7 +71,6 @@ class Target:
                                       tuple(ctx.dims.items()))
             return template.format(*[atom(a) for a in args])
         raise NotImplementedError(f"target {self.name} cannot print op {node.op.name}")
-
 
     @functools.lru_cache(maxsize=4096)
     def _template(self, formula, consts, np_alias, dims):
