@@ -1,4 +1,4 @@
-"""The command line: `graphc compile | check | show MODEL.py[:GRAPH]`.
+"""The command line: `graphc compile | check | show | render MODEL.py[:GRAPH]`.
 
 This module says what the commands are (argparse, help with examples) and
 turns every failure the user can cause into one line `graphc: error: ...` on
@@ -8,11 +8,13 @@ gradient check that fails. What the commands do is in commands.py.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 
 from . import __version__
-from .commands import DEFAULT_DIM, DEFAULT_TOLERANCE, USAGE_ERROR, CliError, run_check, run_compile, run_show
+from .commands import (DEFAULT_DIM, DEFAULT_TOLERANCE, USAGE_ERROR, CliError, run_check, run_compile,
+                       run_render, run_show)
 from .compiler import DTYPES
 from .loader import LoadError
 from .targets import TARGETS
@@ -45,12 +47,13 @@ def _error(message, code):
 
 
 def _attach_values(argv):
-    """`--range -1,1` as `--range=-1,1`: argparse would take '-1,1' for an option."""
-    out = list(argv)
-    for k in range(len(out) - 1):
-        if out[k] == "--range" and out[k + 1].startswith("-"):
-            out[k:k + 2] = [f"--range={out[k + 1]}"]
-            break
+    """`--range -1,1` as `--range=-1,1` (and `--grad-out -1`): argparse would take
+    '-1,1' for an option."""
+    out, k = list(argv), 0
+    while k < len(out) - 1:
+        if out[k] in ("--range", "--grad-out") and out[k + 1].startswith("-"):
+            out[k:k + 2] = [f"{out[k]}={out[k + 1]}"]
+        k += 1
     return out
 
 
@@ -81,6 +84,40 @@ def _range(text):
     if not -float("inf") < low < high < float("inf"):
         raise argparse.ArgumentTypeError(f"expected finite numbers LOW < HIGH, got {text!r}")
     return low, high
+
+
+def _number_or_array(text):
+    """2, -0.5, 1,-2,3 or [[1, 2], [3, 4]] as a float array."""
+    import numpy as np
+    try:
+        return np.asarray(float(text))
+    except ValueError:
+        pass
+    try:
+        value = ast.literal_eval(text.strip())
+        if isinstance(value, (bool, str, bytes)) or value is None:
+            raise ValueError
+        return np.asarray(value, dtype=float)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a list of numbers, e.g. 2, 1,-2,3 or "
+                                         f"[[1,2],[3,4]]; got {text!r}") from None
+
+
+def _assignment(text):
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. w0=2, x=1,-2,3 or W=[[1,2],[3,4]]; "
+                                         f"got {text!r}")
+    try:
+        return name.strip(), _number_or_array(value)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{name.strip()}: {e}") from None
+
+
+def _precision(text):
+    if not text.isdigit() or int(text) > 12:
+        raise argparse.ArgumentTypeError(f"expected a number of decimals from 0 to 12, got {text!r}")
+    return int(text)
 
 
 class _MergeDims(argparse.Action):
@@ -130,6 +167,25 @@ examples:
   graphc show examples/neuron.py
   graphc show model.py:mlp --wrt W2,b2
 """),
+    "render": (run_render, "draw the graph with its values and gradients (Graphviz)", f"""\
+Draw each graph as the lecture's circuit: inputs on the left, each operation a
+small node with its symbol, each wire with its forward value in green above
+and its gradient in red below. The inputs --set does not give are random
+(seeded, uniform in --range, at their declared shapes; a symbolic dimension
+such as B is --dim B=N, default {DEFAULT_DIM}). A tensor wire shows its shape, the
+mean and norm of its value and gradient, and its colour and width follow the
+gradient's norm on a log scale. A gc.scope is a cluster, or with --collapse
+one box. The suffix of -o picks the format: .svg, .png, .pdf (these need
+Graphviz's dot program: apt-get install graphviz) or .dot; '-' prints the DOT
+text. Default: GRAPH.svg in the current directory.
+
+examples:
+  graphc render examples/neuron.py --set w0=2 x0=-1 w1=-3 x1=-2 w2=-3 -o neuron.png
+  graphc render examples/circuit.py --set x=-2 y=5 z=-4 --precision 0
+  graphc render examples/relu_vector.py --set x=1,-2,3,-1 --grad-out 4,-1,5,9
+  graphc render model.py:mlp --dim B=8 --seed 1 --collapse -o mlp.svg
+  graphc render examples/neuron.py --show backward -o neuron_backward.pdf
+"""),
 }
 
 
@@ -156,7 +212,23 @@ def build_parser():
                            help="the code to write (default %(default)s)")
             p.add_argument("--dtype", choices=DTYPES, default="float64",
                            help="floating-point type of the computation (default %(default)s)")
-        if name == "check":
+        if name == "render":
+            p.add_argument("--set", dest="values", type=_assignment, action="extend", nargs="+", default=[],
+                           metavar="NAME=VALUE", help="an input's value: a number, a comma list "
+                                                      "(x=1,-2,3) or nested brackets (W=[[1,2],[3,4]])")
+            p.add_argument("--grad-out", type=_number_or_array, default=None, metavar="VALUE",
+                           help="the gradient flowing into a non-scalar first output (default: ones)")
+            p.add_argument("--show", choices=("forward", "backward", "both"), default="forward",
+                           help="the forward circuit, the backward graph (the adjoint nodes, as in "
+                                "the generated code) or both (default %(default)s)")
+            p.add_argument("--collapse", action="store_true",
+                           help="draw each gc.scope as one box with its input and output wires")
+            p.add_argument("--precision", type=_precision, default=2, metavar="N",
+                           help="decimals of the numbers shown (default %(default)s)")
+            p.add_argument("-o", "--output", metavar="OUT",
+                           help="the picture's path (.svg, .png, .pdf or .dot), a directory, "
+                                "or '-' for the DOT text on stdout (default: GRAPH.svg here)")
+        if name in ("check", "render"):
             p.add_argument("--seed", type=int, default=0, metavar="N",
                            help="random seed of the inputs (default %(default)s)")
             p.add_argument("--dim", dest="dims", type=_dims, action=_MergeDims, default={},
@@ -164,6 +236,7 @@ def build_parser():
                                                   f"or write B=4,T=2 (default {DEFAULT_DIM} each)")
             p.add_argument("--range", type=_range, default=(-1.0, 1.0), metavar="LOW,HIGH",
                            help="inputs are drawn uniformly in [LOW, HIGH) (default -1,1)")
+        if name == "check":
             p.add_argument("--tolerance", type=float, default=None, metavar="T",
                            help=f"largest relative error accepted (default {DEFAULT_TOLERANCE:g})")
     return parser

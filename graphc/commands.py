@@ -1,4 +1,4 @@
-"""What `graphc compile`, `check` and `show` do, once cli.py has parsed the command.
+"""What `graphc compile`, `check`, `show` and `render` do, once cli.py has parsed the command.
 
 Each `run_*` takes the parsed arguments and returns the exit status; a problem
 the user can fix is raised as CliError (or loader.LoadError) naming the model
@@ -184,3 +184,74 @@ def backward_text(graph, wrt=None):
     g.outputs = list(graph.outputs) + [(f"grad_{w.name}", adjoints[w]) for w in wrt_nodes]
     ins = ", ".join(f"{n.name}: {format_shape(n.shape)}" for n in g.inputs)
     return dump(g, title=f"value_and_grad {g.name}({ins}) -> {', '.join(g.output_names)}")
+
+
+# -- render
+
+def run_render(args):
+    graphs, path = load_graphs(args.model)
+    values = dict(args.values)   # a name set twice: the last value
+    inputs = list(dict.fromkeys(n for g in graphs for n in g.input_names))
+    unknown = [n for n in values if n not in inputs]
+    if unknown:
+        raise CliError(f"{path}: --set {unknown[0]}: no input of that name (inputs: {', '.join(inputs)})")
+    declared = {s for g in graphs for s in _dims_of(g)}
+    unknown = sorted(set(args.dims) - declared)
+    if unknown:
+        raise CliError(f"{path}: --dim {unknown[0]}: no input has a dimension of that name"
+                       f" (dimensions: {', '.join(sorted(declared)) or 'none'})")
+    from . import dot   # Graphviz is needed by this command only
+    from .diagram import render
+    dests = _picture_destinations(graphs, path, args.output)
+    for g, dest in zip(graphs, dests):
+        with about(g, path):
+            digraph = render(g, _render_inputs(g, values, args), grad_out=args.grad_out, show=args.show,
+                             collapse=args.collapse, precision=args.precision, wrt=args.wrt)
+        if dest == "-":
+            sys.stdout.write(digraph.source)
+            continue
+        try:
+            dot.write(digraph, dest)
+        except GraphError as e:
+            raise CliError(str(e)) from None
+        print(dest)
+    return 0
+
+
+def _render_inputs(g, values, args):
+    """The values --set gives, and seeded random values (in each input's domain) for the rest;
+    a symbolic dimension takes its size from --dim, else from a value set, else the default."""
+    dims = {s: DEFAULT_DIM for s in _dims_of(g)}
+    for node in g.inputs:
+        given = values.get(node.name)
+        if given is not None and given.ndim == len(node.shape):
+            for d, n in zip(node.shape, given.shape):
+                if str(d) in dims:
+                    dims[str(d)] = n
+    dims.update({k: v for k, v in args.dims.items() if k in dims})
+    low, high = args.range
+    inputs = sample_inputs(g, np.random.default_rng(args.seed), dims, low, high)
+    inputs.update({name: v for name, v in values.items() if name in inputs})
+    return inputs
+
+
+def _picture_destinations(graphs, path, output):
+    from .dot import FORMATS
+    names = [g.name for g in graphs]
+    if output == "-":
+        return ["-"] * len(graphs)
+    if output is None or os.path.isdir(output) or output.endswith(("/", os.sep)):
+        folder = Path(output or ".")
+        if len(set(names)) != len(names):
+            raise CliError(f"{path}: two graphs share a name ({', '.join(names)}); "
+                           "their pictures would overwrite each other")
+        return [folder / f"{n}.svg" for n in names]
+    if len(graphs) > 1:
+        raise CliError(f"{path} declares {len(graphs)} graphs ({', '.join(names)}): -o must be a "
+                       f"directory (one picture per graph) or '-'; or draw one: {path}:{names[0]}")
+    dest = Path(output)
+    if dest.suffix.lower() not in FORMATS:
+        raise CliError(f"-o {output}: the suffix picks the format: {', '.join(FORMATS)}")
+    if dest.exists() and os.path.samefile(dest, path):
+        raise CliError(f"-o {dest} is the model file itself; write the picture elsewhere")
+    return [dest]

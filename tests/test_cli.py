@@ -1,4 +1,5 @@
 """The command line, run as a user runs it: `python -m graphc ...` in a fresh process."""
+import functools
 import os
 import subprocess
 import sys
@@ -344,3 +345,99 @@ def test_main_returns_the_exit_status(tmp_path, capsys):
     assert "grad_w0" in capsys.readouterr().out
     assert main(["show", str(tmp_path / "nope.py")]) == 2
     assert main(["--version"]) == 0
+
+
+# -- render
+
+NEURON_SET = ["--set", "w0=2", "x0=-1", "w1=-3", "x1=-2", "w2=-3"]
+needs_dot = pytest.mark.skipif(subprocess.run(["which", "dot"], capture_output=True).returncode != 0,
+                               reason="Graphviz's dot program is not installed")
+
+
+@needs_dot
+def test_render_writes_a_png(tmp_path):
+    write(tmp_path, "model.py", NEURON)
+    r = graphc("render", "model.py", *NEURON_SET, "-o", "neuron.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["neuron.png"]
+    assert (tmp_path / "neuron.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@needs_dot
+def test_readme_render_command_draws_the_lecture_numbers(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    r = graphc("render", root / "examples" / "neuron.py", *NEURON_SET, "-o", "neuron.svg", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / "neuron.svg").read_text().replace("&#45;", "-")
+    for text in (">0.73<", ">-0.20<", ">0.39<", ">-0.39<", ">-0.59<", ">0.20<", ">σ<"):
+        assert text in svg, text
+
+
+def test_render_fills_unset_inputs_with_seeded_random_values(tmp_path):
+    write(tmp_path, "model.py", TWO)
+    r = graphc("render", "model.py", cwd=tmp_path)   # every graph, GRAPH.svg each
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["neuron.svg", "circuit.svg"]
+    runs = [graphc("render", "model.py:circuit", "--set", "z=-4", "--seed", seed, "-o", "-", cwd=tmp_path)
+            for seed in ("1", "1", "2")]
+    assert runs[0].stdout.startswith("digraph circuit {") and "-4.00" in runs[0].stdout
+    assert runs[0].stdout == runs[1].stdout != runs[2].stdout
+    r = graphc("render", "model.py:circuit", "--set", "x=-2", "y=5", "z=-4", "--precision", "0", "-o", "-",
+               cwd=tmp_path)
+    assert ">-12<" in r.stdout and ">3<" in r.stdout
+
+
+def test_render_tensors_dims_grad_out_and_views(tmp_path):
+    write(tmp_path, "mlp.py", MLP)
+    r = graphc("render", "mlp.py", "--dim", "B=2", "--collapse", "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "(B, 784)" in r.stdout and "μ=" in r.stdout and "‖gradient‖" in r.stdout
+    write(tmp_path, "relu.py", "import graphc as gc\n\n\n@gc.graph\ndef f(x: gc.Tensor[4]):\n"
+                               "    return gc.relu(x)\n")
+    r = graphc("render", "relu.py", "--set", "x=1,-2,3,-1", "--grad-out", "4,-1,5,9", "-o", "-", cwd=tmp_path)
+    assert "[4.00, 0.00, 5.00, 0.00]" in r.stdout and "[4.00, -1.00, 5.00, 9.00]" in r.stdout
+    r = graphc("render", "relu.py", "--set", "x=[1, -2, 3, -1]", "--grad-out", "-1", "-o", "-", cwd=tmp_path)
+    assert "[-1.00, -0.00, -1.00, -0.00]" not in r.stdout and "[-1.00, 0.00, -1.00, 0.00]" in r.stdout
+    write(tmp_path, "model.py", NEURON)
+    r = graphc("render", "model.py", *NEURON_SET, "--show", "backward", "-o", "back.dot", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "grad_w0" in (tmp_path / "back.dot").read_text()
+
+
+def test_render_errors(tmp_path):
+    write(tmp_path, "model.py", TWO)
+    assert_error(graphc("render", "model.py", "--set", "q=1", cwd=tmp_path), 2, "--set q", "inputs: w0, x0")
+    assert_error(graphc("render", "model.py:circuit", "--set", "x=1,2", cwd=tmp_path), 2,
+                 "model.py:9", "'x'", "(2,)")
+    assert_error(graphc("render", "model.py", "--dim", "B=2", cwd=tmp_path), 2, "--dim B")
+    assert_error(graphc("render", "model.py", "-o", "out.svg", cwd=tmp_path), 2, "2 graphs", "directory")
+    assert_error(graphc("render", "model.py:circuit", "-o", "out.jpeg", cwd=tmp_path), 2, ".svg, .png")
+    for args, words in ((["--set", "x=two"], ["x: expected a number"]), (["--set", "x"], ["expected NAME=VALUE"]),
+                        (["--precision", "x"], ["decimals"]), (["--show", "up"], ["invalid choice"])):
+        r = graphc("render", "model.py", *args, cwd=tmp_path)   # argparse's usage errors
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert all(word in r.stderr for word in words), r.stderr
+    assert not any(p.suffix in (".svg", ".jpeg") for p in tmp_path.iterdir())
+
+
+def test_render_without_graphviz_says_how_to_install_it(tmp_path):
+    write(tmp_path, "model.py", NEURON)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / ".cache"), "PATH": str(empty)}
+    run = functools.partial(subprocess.run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    r = run([sys.executable, "-m", "graphc", "render", "model.py", "-o", "neuron.svg"])
+    assert_error(r, 2, "Graphviz's dot program is not installed", "apt-get install graphviz", "write .dot")
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "neuron.svg").exists()
+    r = run([sys.executable, "-m", "graphc", "render", "model.py", "-o", "neuron.dot"])
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "neuron.dot").read_text().startswith("digraph neuron {")
+
+
+def test_render_help(tmp_path):
+    r = graphc("render", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("usage: graphc render")
+    for word in ("--set", "--seed", "--dim", "--range", "--grad-out", "--show", "--collapse", "--precision",
+                 "-o", "examples:", "apt-get install graphviz"):
+        assert word in r.stdout, word
+    assert "render" in graphc("--help", cwd=tmp_path).stdout
