@@ -23,9 +23,17 @@ from .structural import matmul, transpose, sum, mean, max, reshape, stop_gradien
 from .indexing import getitem, concatenate, stack                     # noqa: E402
 from .nn import (                                                     # noqa: E402
     softmax, log_softmax, logsumexp, softmax_cross_entropy, mse, binary_cross_entropy,
-    binary_cross_entropy_with_logits, l1, l2, linear,
+    binary_cross_entropy_with_logits, l1, l2, linear, dropout, batch_norm, maxout,
 )
-from .frontend import graph                                           # noqa: E402
+from .frontend import graph, scope, variant                           # noqa: E402
 from .autodiff import grad                                            # noqa: E402
 from .compiler import compile, CompiledGraph                          # noqa: E402
 from .gradcheck import gradcheck                                      # noqa: E402
+from . import optim, schedules, init, data, diagnostics               # noqa: E402  (training)
+
+
+def render(graph, values=None, path=None, **options):
+    """Draw `graph` as the lecture's circuit diagram and return it as a graphviz.Digraph
+    (see graphc.diagram.render). Imported on first use: the compiler never needs Graphviz."""
+    from .diagram import render as _render
+    return _render(graph, values, path, **options)

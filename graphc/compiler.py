@@ -191,6 +191,8 @@ class CompiledGraph:
     def _outputs(self, value):
         if self.graph.output_kind == "single":
             return self._convert(value)
+        if len(self.outputs) == 1:   # the module returns one value bare, even from a 1-tuple or dict
+            value = (value,)
         values = tuple(self._convert(v) for v in value)
         return dict(zip(self.outputs, values)) if self.graph.output_kind == "dict" else values
 

@@ -1,8 +1,10 @@
 """`@gc.graph`: run a model function once on traced values to build its Graph."""
 from __future__ import annotations
 
+import functools
 import inspect
 import keyword
+from contextlib import contextmanager
 
 from . import ops
 from .autodiff import resolve_wrt
@@ -11,6 +13,9 @@ from .tensor import Tensor, TensorSpec
 
 # `grad_out` is the seed parameter of every generated backward function.
 RESERVED_NAMES = frozenset({"grad_out"})
+
+# The graphs being traced, innermost last: gc.scope labels the nodes of the innermost.
+_TRACING: list[Graph] = []
 
 
 def check_name(graph, name, what):
@@ -28,13 +33,28 @@ def check_name(graph, name, what):
         raise GraphError(f"graph '{graph.name}': {name!r} cannot name {what}: {problem}")
 
 
-def graph(fn=None, *, wrt=None, name=None):
+def graph(fn=None, *, wrt=None, name=None, **options):
     """Trace `fn` into a Graph. Arguments annotated `gc.Tensor[...]` are tensors of that
     static shape; the others are float scalars. `wrt` names the inputs to differentiate
-    with respect to (default: all of them)."""
+    with respect to (default: all of them). Keyword-only arguments (after `*`) are not
+    inputs but Python values fixed while tracing, such as `train=True`: `options` (or a
+    functools.partial) sets them, so one function gives several graphs."""
     if fn is None:
-        return lambda f: graph(f, wrt=wrt, name=name)
-    return trace(fn, wrt=wrt, name=name)
+        return lambda f: graph(f, wrt=wrt, name=name, **options)
+    return trace(fn, wrt=wrt, name=name, options=options)
+
+
+def variant(g, name=None, **options):
+    """`g`'s function traced again with other keyword-only options:
+    `gc.variant(mlp, train=False)` is the inference graph `mlp_eval` of the same declaration."""
+    if not isinstance(g, Graph) or g.traced is None:
+        raise GraphError(f"gc.variant needs a graph traced from a function by @gc.graph, got {g!r}")
+    fn, wrt, base = g.traced
+    if name is None:
+        if options != {"train": False}:
+            raise GraphError(f"graph '{g.name}': gc.variant(..., {', '.join(options)}) needs name=")
+        name = f"{g.name}_eval"
+    return trace(fn, wrt=wrt, name=name, options={**base, **options})
 
 
 def _spec(fn, g, param):
@@ -53,22 +73,67 @@ def _spec(fn, g, param):
                      "use gc.Tensor[dims...] for a tensor, or nothing (or float) for a scalar")
 
 
-def trace(fn, wrt=None, name=None):
-    code = getattr(fn, "__code__", None)
+def trace(fn, wrt=None, name=None, options=None):
+    base = fn
+    while isinstance(base, functools.partial):   # gc.graph(partial(model, train=False))
+        base = base.func
+    code = getattr(base, "__code__", None)
     source = Where(code.co_filename, code.co_firstlineno) if code else None
-    g = Graph(name or fn.__name__, source)
+    g = Graph(name or base.__name__, source)
     check_name(g, g.name, "a graph")
+    given, static = dict(options or {}), {}
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise GraphError(f"graph '{g.name}' ({source}): *args and **kwargs cannot be "
                              "graph inputs; list every input")
+        if param.kind is param.KEYWORD_ONLY:   # a trace-time option, not an input
+            static[param.name] = given.pop(param.name, param.default)
+            if static[param.name] is inspect.Parameter.empty:
+                raise GraphError(f"graph '{g.name}' ({source}): keyword-only argument "
+                                 f"'{param.name}' needs a default or a value: gc.graph(fn, {param.name}=...)")
+            continue
         check_name(g, param.name, "an input")
-        g.add_input(param.name, _spec(fn, g, param))
-    result = fn(*[Tensor(g, n) for n in g.inputs])
+        g.add_input(param.name, _spec(base, g, param))
+    if given:
+        raise GraphError(f"graph '{g.name}' ({source}): {', '.join(map(repr, given))} is not a "
+                         "keyword-only argument of the function (declare it after `*`)")
+    declared = g.input_names
+    _TRACING.append(g)
+    try:
+        result = fn(*[Tensor(g, n) for n in g.inputs], **static)
+    finally:
+        _TRACING.pop()
     _set_outputs(g, result)
+    for key, (kind, node) in g.running.items():   # batch norm's batch statistics, while training
+        if node is not None:
+            if key in g.output_names or key in g.input_names:
+                raise GraphError(f"graph '{g.name}': the name '{key}' is used twice")
+            g.outputs.append((key, node))
+            g.output_kind = "dict"
     if wrt is not None:
         g.wrt = tuple(w.name for w in resolve_wrt(g, wrt))
+    elif g.input_names != declared:   # inputs that layers added (dropout's noise) are not parameters
+        g.wrt = declared
+    g.traced = (fn, wrt, static)
     return g
+
+
+@contextmanager
+def scope(name):
+    """Group the nodes traced inside `with gc.scope("layer1"):` under that name, so a
+    diagram draws them as one labelled cluster. Scopes nest ("layer1/attn")."""
+    if not isinstance(name, str) or not name or any(not part for part in name.split("/")):
+        raise GraphError(f"gc.scope needs a name such as 'layer1' (or 'layer1/attn'), got {name!r}")
+    if not _TRACING:
+        raise GraphError(f"gc.scope({name!r}) is used outside a graph being traced: "
+                         "use it inside a function decorated with @gc.graph")
+    g = _TRACING[-1]
+    saved = g._scope
+    g._scope = saved + tuple(name.split("/"))
+    try:
+        yield
+    finally:
+        g._scope = saved
 
 
 def _set_outputs(g, result):
@@ -122,8 +187,13 @@ def inline(graph: Graph, args):
             raise GraphError(f"graph '{graph.name}': input '{node.name}' expects shape "
                              f"{node.shape}, got {value.shape}")
         mapped[node] = value
-    for node in graph.live_nodes():
-        if node not in mapped:
-            mapped[node] = ops.readd(target, node, tuple(mapped[i] for i in node.inputs))
+    outer = target._scope
+    try:
+        for node in graph.live_nodes():
+            if node not in mapped:   # an inlined graph's scopes nest inside the caller's
+                target._scope = outer + node.scope
+                mapped[node] = ops.readd(target, node, tuple(mapped[i] for i in node.inputs))
+    finally:
+        target._scope = outer
     outs = [Tensor(target, mapped[n]) for _, n in graph.outputs]
     return outs[0] if graph.output_kind == "single" else tuple(outs)

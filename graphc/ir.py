@@ -103,9 +103,9 @@ class Node:
     """One operation. (op, attrs, inputs) is its identity; the rest is metadata
     kept from the first time it was added (name, creating line, gate)."""
 
-    __slots__ = ("op", "attrs", "inputs", "shape", "index", "name", "where", "origin")
+    __slots__ = ("op", "attrs", "inputs", "shape", "index", "name", "where", "origin", "scope")
 
-    def __init__(self, op, attrs, inputs, shape, index, name=None, where=None, origin=None):
+    def __init__(self, op, attrs, inputs, shape, index, name=None, where=None, origin=None, scope=()):
         self.op = op            # an ops.Op record
         self.attrs = attrs      # tuple of (key, value) pairs, hashable
         self.inputs = inputs    # tuple of Node
@@ -114,6 +114,7 @@ class Node:
         self.name = name        # user-given name (inputs, .named(), outputs)
         self.where = where      # Where it was created in the model file
         self.origin = origin    # (forward node, note) of the gate whose VJP made it
+        self.scope = scope      # the gc.scope names it was traced in, outermost first
 
     @property
     def attr(self):
@@ -140,8 +141,12 @@ class Graph:
         self.wrt: tuple[str, ...] | None = None
         self.adjoints: list = []        # autodiff.Adjoint records, in the order found
         self.domains: dict = {}         # input name -> the values it must take (sampling.py)
+        self.running: dict = {}         # name -> (kind, node): a running average (batch norm); node is
+                                        # the batch value a training graph outputs, None for an input
+        self.traced = None              # (function, wrt, options) it was traced from (frontend.variant)
         self._interned: dict = {}
         self._origin = None             # set by autodiff while a gate's VJP runs
+        self._scope = ()                # set by gc.scope while tracing: stamped on new nodes
 
     # -- building
     def add(self, op, attrs, inputs, shape, name=None):
@@ -149,7 +154,7 @@ class Graph:
         node = self._interned.get(key)
         if node is None:
             node = Node(op, attrs, inputs, shape, len(self.nodes), name=name,
-                        where=caller_location(), origin=self._origin)
+                        where=caller_location(), origin=self._origin, scope=self._scope)
             self.nodes.append(node)
             self._interned[key] = node
         return node
@@ -172,6 +177,7 @@ class Graph:
         g.wrt = self.wrt
         g.adjoints = list(self.adjoints)
         g.domains = dict(self.domains)
+        g.running = dict(self.running)
         g._interned = dict(self._interned)
         return g
 

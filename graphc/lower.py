@@ -162,7 +162,7 @@ class Lowering:
         # forward nodes that a folded gradient turned out to be) open that part
         pending = []
         for anchor, items in aliases.items():
-            if anchor.origin is None:
+            if anchor.origin is None or anchor.op is ops.CONST:   # a constant no gate computes
                 pending.extend(items)
         for node in live:
             if _is_hidden(node):

@@ -14,6 +14,7 @@ DOMAINS = {
     "positive": "uniform in [0.5, 2)",
     "unit": "uniform in [0.05, 0.95)",
     "one_hot": "one-hot rows",
+    "uniform": "uniform in [0, 1) (random numbers, e.g. dropout's)",
 }
 
 
@@ -43,6 +44,8 @@ def sample_inputs(graph, rng, dims, low=-1.0, high=1.0):
             values[node.name] = rng.uniform(0.5, 2.0, size=shape)
         elif domain == "unit":
             values[node.name] = rng.uniform(0.05, 0.95, size=shape)
+        elif domain == "uniform":
+            values[node.name] = rng.random(size=shape)
         elif domain == "one_hot" and shape:
             labels = rng.integers(0, shape[-1], size=shape[:-1])
             values[node.name] = np.eye(shape[-1])[labels]

@@ -1,6 +1,4 @@
 """The worked numbers of DESIGN.md section 4, computed by the example model files."""
-import functools
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,26 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import example
 
 import graphc as gc
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_FILES = ("circuit", "neuron", "relu_vector", "wx_norm", "gradient_descent",
                  "two_layer_sigmoid", "softmax_ce", "init_table", "mlp")
-
-
-@functools.lru_cache(maxsize=None)
-def example(name):
-    """Import examples/<name>.py by path (its __main__ block does not run)."""
-    spec = importlib.util.spec_from_file_location(f"graphc_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def test_circuit():

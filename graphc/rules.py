@@ -1,0 +1,104 @@
+"""Update rules compiled like models: the optimizers' steps (optim.py) and batch norm's
+running averages (here). A rule is a Python function over graph values; graphc traces
+it into a graph and compiles it, without gradients, on the model's target, so the
+update runs as one generated module (a fused loop per array on the Numba targets)."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from .compiler import CompiledGraph, compile
+from .frontend import graph as trace_graph
+from .ir import GraphError
+from .tensor import TensorSpec
+
+
+def compile_rule(name, inputs, rule, target="numpy", dtype="float64") -> CompiledGraph:
+    """Compile `rule({input name: value}) -> {output name: value}` over `inputs`, a list
+    of (name, shape) in the order of the generated functions' arguments (() for a scalar)."""
+    names = [n for n, _ in inputs]
+    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=TensorSpec(shape))
+                  for n, shape in inputs]
+
+    def update(*args):
+        return rule(dict(zip(names, args)))
+
+    update.__signature__ = inspect.Signature(parameters)
+    g = trace_graph(update, name=name)
+    if len(g.outputs) == 1:   # a single output comes back bare: run_rule names it
+        g.output_kind = "single"
+    return compile(g, target=target, wrt=(), dtype=dtype)
+
+
+def run_rule(fn, args):
+    """The outputs of fn.forward(**args), as a dict of output name -> value."""
+    out = fn.forward(**args)
+    return out if isinstance(out, dict) else {fn.outputs[0]: out}
+
+
+class RunningAverages:
+    """Batch norm's running averages, kept between the training and the inference graph:
+
+        avg = momentum * avg + (1 - momentum) * batch value
+
+    (the lectures' convention, momentum 0.9; PyTorch's momentum=0.1 is 1 - this one, and
+    PyTorch averages the unbiased variance: unbiased=True with update(..., batch_size=n)).
+    `graph` is the training or the inference graph (or its compiled function): it names
+    the averages; means start at 0 and variances at 1. After each training step call
+    `update(outputs)` with the training graph's outputs; pass `values` to the inference
+    graph: eval_fn.forward(x, **params, **running.values)."""
+
+    def __init__(self, graph, momentum=0.9, unbiased=False, target="numpy", dtype="float64"):
+        graph = graph.graph if isinstance(graph, CompiledGraph) else graph
+        if not graph.running:
+            raise GraphError(f"graph '{graph.name}' has no running averages (no gc.batch_norm)")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"RunningAverages: momentum must be in [0, 1), got {momentum}")
+        self.momentum = float(momentum)
+        self.unbiased = bool(unbiased)
+        self.kinds, self.values = {}, {}
+        for name, (kind, node) in graph.running.items():
+            shape = node.shape if node is not None else graph.input(name).shape
+            if not all(isinstance(d, int) for d in shape):
+                raise GraphError(f"graph '{graph.name}': running average '{name}' has a symbolic "
+                                 f"shape {shape}; give the features a fixed size")
+            self.kinds[name] = kind
+            self.values[name] = np.full(shape, 1.0 if kind == "var" else 0.0, dtype=dtype)
+        self.target, self.dtype = target, dtype
+        self._fn = None
+
+    def __repr__(self):
+        return f"<graphc.optim.RunningAverages {', '.join(self.values)} momentum={self.momentum}>"
+
+    def update(self, outputs, batch_size=None):
+        """Fold the batch statistics in `outputs` (a dict, as the training graph returns)."""
+        missing = [k for k in self.values if k not in outputs]
+        if missing:
+            raise KeyError(f"RunningAverages.update: the outputs lack {', '.join(missing)} "
+                           "(pass the training graph's outputs)")
+        correction = 1.0
+        if self.unbiased:
+            if batch_size is None or batch_size < 2:
+                raise ValueError("RunningAverages(unbiased=True).update needs batch_size >= 2")
+            correction = batch_size / (batch_size - 1)
+        args = {**self.values, **{f"batch_{k}": outputs[k] for k in self.values},
+                "momentum": self.momentum, "correction": correction}
+        out = run_rule(self._compiled(), args)
+        for k in self.values:
+            self.values[k][...] = out[f"{k}_new"]
+
+    def _compiled(self):
+        if self._fn is None:
+            inputs = [(n, self.values[base].shape) for base in self.values for n in (base, f"batch_{base}")]
+
+            def rule(x):
+                out = {}
+                for name, kind in self.kinds.items():
+                    batch = x[f"batch_{name}"] * x["correction"] if kind == "var" else x[f"batch_{name}"]
+                    out[f"{name}_new"] = x["momentum"] * x[name] + (1 - x["momentum"]) * batch
+                return out
+
+            self._fn = compile_rule("running_averages", inputs + [("momentum", ()), ("correction", ())],
+                                    rule, target=self.target, dtype=self.dtype)
+        return self._fn
