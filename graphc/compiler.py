@@ -131,13 +131,12 @@ class CompiledGraph:
 
     def value_and_grad(self, *args, grad_out=None, **kwargs):
         values, dims = self._bind("value_and_grad", args, kwargs)
-        if self._out_shape == ():
-            if grad_out is not None:
-                value, _ = self.module.value_and_grad(*values)
-                return self._outputs(value), self.backward(*args, grad_out=grad_out, **kwargs)
+        seed = self._seed("value_and_grad", grad_out, dims, required=self._out_shape != ())
+        if seed is None:
             value, grads = self.module.value_and_grad(*values)
+        elif self._out_shape == ():   # a scalar's value_and_grad is seeded with 1: scale by backward
+            value, grads = self.module.forward(*values), self.module.backward(*values, grad_out=seed)
         else:
-            seed = self._seed("value_and_grad", grad_out, dims, required=True)
             value, grads = self.module.value_and_grad(*values, grad_out=seed)
         return self._outputs(value), tuple(self._convert(g) for g in grads)
 

@@ -106,7 +106,7 @@ def trace(fn, wrt=None, name=None, options=None):
     _set_outputs(g, result)
     for key, (kind, node) in g.running.items():   # batch norm's batch statistics, while training
         if node is not None:
-            if key in g.output_names or key in g.input_names:
+            if key in g.output_names or any(n.name == key and n is not node for n in g.nodes):
                 raise GraphError(f"graph '{g.name}': the name '{key}' is used twice")
             g.outputs.append((key, node))
             g.output_kind = "dict"
@@ -153,8 +153,9 @@ def _set_outputs(g, result):
                              f"{type(value).__name__}, not a value computed from the inputs")
         name = key or value.node.name or _default_name(g, "L")
         check_name(g, name, "an output")
-        if name in g.input_names and value.node is not g.input(name):
-            raise GraphError(f"graph '{g.name}': output '{name}' has the name of an input")
+        if any(n.name == name and n is not value.node for n in g.nodes):
+            raise GraphError(f"graph '{g.name}': output '{name}' has the name of another value "
+                             "(an input or a .named() value)")
         if any(name == n for n, _ in outputs):
             raise GraphError(f"graph '{g.name}': two outputs are named '{name}'")
         outputs.append((name, value.node))

@@ -8,13 +8,14 @@ the existing one, which is common-subexpression elimination for free.
 from __future__ import annotations
 
 import keyword
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_PACKAGE_DIR = str(Path(__file__).resolve().parent) + os.sep
 
 
 class GraphError(ValueError):
@@ -153,8 +154,10 @@ class Graph:
         key = (op, attrs, inputs)
         node = self._interned.get(key)
         if node is None:
+            # an adjoint takes its forward node's place: no stack walk per adjoint
+            where = caller_location() if self._origin is None else self._origin[0].where
             node = Node(op, attrs, inputs, shape, len(self.nodes), name=name,
-                        where=caller_location(), origin=self._origin, scope=self._scope)
+                        where=where, origin=self._origin, scope=self._scope)
             self.nodes.append(node)
             self._interned[key] = node
         return node

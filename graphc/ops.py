@@ -123,13 +123,17 @@ def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None
         raise GraphError(f"op '{name}': at most {len(symbolic.ARGS)} inputs")
     param_syms = [sp.Symbol(k, real=True) for k, _ in params]
     args = symbolic.ARGS[:len(inputs)]
-    expr = sp.sympify(formula(*args, *param_syms))
-    explicit = None
-    if partials is not None:
-        explicit = tuple(sp.sympify(p) for p in partials(*args, *param_syms, symbolic.Y))
-        if len(explicit) != len(inputs):
-            raise GraphError(f"op '{name}': partials must give one rule per input")
-    stable_expr = sp.sympify(stable(*args, *param_syms)) if stable is not None else None
+    try:
+        expr = sp.sympify(formula(*args, *param_syms))
+        explicit = None
+        if partials is not None:
+            explicit = tuple(sp.sympify(p) for p in partials(*args, *param_syms, symbolic.Y))
+        stable_expr = sp.sympify(stable(*args, *param_syms)) if stable is not None else None
+    except (TypeError, AttributeError, ValueError, sp.SympifyError) as e:
+        raise GraphError(f"op '{name}': its formulas must be SymPy expressions of their arguments "
+                         f"(sp.exp, not math.exp or np.exp): {e}") from None
+    if explicit is not None and len(explicit) != len(inputs):
+        raise GraphError(f"op '{name}': partials must give one rule per input")
     op = Op(name, "elementwise", len(inputs), params, expr, stable_expr, explicit, ref=ref,
             symbol=symbol or name, gate=gate or "", nondiff=tuple(nondiff), domain=domain)
     op.vjp = _elementwise_vjp
@@ -234,8 +238,6 @@ def _freeze(v):
         return tuple(_freeze(x) for x in v)
     if isinstance(v, float):
         return sp.Float(v) if v != int(v) else sp.Integer(int(v))
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
     return v
 
 

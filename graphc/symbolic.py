@@ -10,16 +10,12 @@ from __future__ import annotations
 import functools
 
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen.cfunctions import log1p
 
 # Argument symbols: _a0, _a1, ... The underscore keeps them apart from the
 # names of symbolic dimensions, which may not start with one.
 ARGS = tuple(sp.Symbol(f"_a{i}", real=True) for i in range(16))
 Y = sp.Symbol("_y", real=True)   # the op's own output, in derivative rules
-
-
-def arg(i):
-    return ARGS[i]
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,5 +193,4 @@ class Printer:
         return text, _PREC_ATOM
 
 
-__all__ = ["ARGS", "Y", "arg", "partials", "prefer_output_form", "Printer", "NUMPY_FUNCTIONS",
-           "log1p", "expm1"]
+__all__ = ["ARGS", "Y", "partials", "prefer_output_form", "Printer", "NUMPY_FUNCTIONS", "log1p"]

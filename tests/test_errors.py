@@ -128,3 +128,27 @@ def test_static_index_errors():
         @gc.graph
         def h(x: gc.Tensor[6]):
             return gc.sum(x.reshape(4, 2))
+
+
+def test_an_output_cannot_take_the_name_of_a_named_value():
+    with pytest.raises(gc.GraphError, match="output 'h' has the name of another value"):
+        @gc.graph
+        def f(x, y):
+            h = (x * y).named("h")
+            return {"L": h * gc.sin(x), "h": gc.sin(x)}
+
+
+def test_an_elementwise_formula_must_be_sympy():
+    import math
+    with pytest.raises(gc.GraphError, match=r"op 'bad': .*SymPy expressions .*sp.exp, not math.exp"):
+        gc.elementwise("bad", lambda x: math.exp(x))
+
+
+def test_value_and_grad_of_a_scalar_takes_a_seed():
+    @gc.graph
+    def f(x, y):
+        return gc.sin(x) * y
+    fn = gc.compile(f)
+    value, grads = fn.value_and_grad(1.0, 2.0, grad_out=3.0)
+    assert value == pytest.approx(2 * np.sin(1.0))
+    assert grads == pytest.approx((3 * 2 * np.cos(1.0), 3 * np.sin(1.0)))
