@@ -112,6 +112,20 @@ def resolve_wrt(graph, wrt):
     return [graph.input(w) for w in names]
 
 
+def differentiate(graph: Graph, wrt: list[Node], seed="auto"):
+    """A copy of `graph` with the adjoints of its first output added.
+
+    `seed` is "one" (d out / d out = 1, for a scalar output), "input" (an input
+    named grad_out, the gradient flowing into the output) or "auto" (one for a
+    scalar, else input). Returns (the copy, the seed node, {wrt node: adjoint})."""
+    g = graph.copy()
+    out = graph.outputs[0][1]
+    if seed == "auto":
+        seed = "one" if out.shape == () else "input"
+    node = ops.const(g, 1) if seed == "one" else g.add_input("grad_out", out.shape)
+    return g, node, backprop(g, out, node, wrt)
+
+
 def grad(graph: Graph, wrt=None) -> Graph:
     """The graph of the gradients of `graph`'s first output (which must be a
     scalar) with respect to `wrt`: its outputs are grad_<name>, one per input."""
@@ -121,9 +135,8 @@ def grad(graph: Graph, wrt=None) -> Graph:
                          f"'{out_name}' has shape {output.shape}; differentiate a sum, "
                          "or compile and pass grad_out to backward")
     nodes = resolve_wrt(graph, wrt)
-    g = graph.copy(name=f"grad_{graph.name}")
-    seed = ops.const(g, 1)
-    adjoints = backprop(g, output, seed, nodes)
+    g, _, adjoints = differentiate(graph, nodes, "one")
+    g.name = f"grad_{graph.name}"
     g.outputs = [(f"grad_{w.name}", adjoints[w]) for w in nodes]
     g.output_kind = "single" if len(nodes) == 1 else "tuple"
     g.wrt = None

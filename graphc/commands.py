@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ops
-from .autodiff import backprop, resolve_wrt
+from .autodiff import differentiate, resolve_wrt
 from .compiler import compile
 from .gradcheck import gradcheck
 from .ir import GraphError, format_shape
@@ -176,11 +175,8 @@ def run_show(args):
 def backward_text(graph, wrt=None):
     """The value_and_grad graph as text: the forward nodes, then the adjoints (grad_ names)."""
     wrt_nodes = resolve_wrt(graph, wrt)
-    g = graph.copy()
-    _, out = graph.outputs[0]
     # a scalar is seeded with d out / d out = 1; a tensor with the gradient flowing into it
-    seed = ops.const(g, 1) if out.shape == () else g.add_input("grad_out", out.shape)
-    adjoints = backprop(g, out, seed, wrt_nodes)
+    g, _, adjoints = differentiate(graph, wrt_nodes)
     g.outputs = list(graph.outputs) + [(f"grad_{w.name}", adjoints[w]) for w in wrt_nodes]
     ins = ", ".join(f"{n.name}: {format_shape(n.shape)}" for n in g.inputs)
     return dump(g, title=f"value_and_grad {g.name}({ins}) -> {', '.join(g.output_names)}")

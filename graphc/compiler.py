@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, codegen, ops
-from .autodiff import backprop, resolve_wrt
+from . import __version__, codegen
+from .autodiff import differentiate, resolve_wrt
 from .ir import Graph, GraphError, format_shape
 from .lower import Lowering
 from .targets import TARGETS
@@ -64,16 +64,13 @@ def generate(graph, wrt_nodes, target, dtype):
     forward = low.function("forward", params, graph, graph.outputs,
                            returns=lambda outs, grads: ", ".join(outs))
 
-    seeded = graph.copy()
-    seed = seeded.add_input("grad_out", out.shape)
-    grads = backprop(seeded, out, seed, wrt_nodes)
+    seeded, _, grads = differentiate(graph, wrt_nodes, "input")
     backward = low.function("backward", params + seed_param, seeded, [],
                             grads=[(w, grads[w]) for w in wrt_nodes],
                             returns=lambda outs, gs: _tuple(gs))
 
     if scalar:   # value_and_grad seeds with the constant 1, which simplifies away
-        seeded = graph.copy()
-        grads = backprop(seeded, out, ops.const(seeded, 1), wrt_nodes)
+        seeded, _, grads = differentiate(graph, wrt_nodes, "one")
     value_and_grad = low.function("value_and_grad", params + ("" if scalar else ", *, grad_out"),
                                   seeded, graph.outputs, grads=[(w, grads[w]) for w in wrt_nodes],
                                   returns=lambda outs, gs: f"{_value(outs)}, {_tuple(gs)}")

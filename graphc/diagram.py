@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import dot, ops, symbolic
-from .autodiff import backprop, resolve_wrt
+from .autodiff import differentiate, resolve_wrt
 from .evaluate import Evaluation
 from .indexing import GETITEM, index_to_python
 from .ir import Graph, GraphError
@@ -239,11 +239,8 @@ def _const_wire(picture, head, const, ev):
 
 def _backward_structure(graph, wrt):
     """Reverse mode on a copy, as Evaluation does, when there are no values."""
-    g = graph.copy()
-    count, first = len(g.nodes), len(g.adjoints)
-    out = graph.outputs[0][1]
-    seed = ops.const(g, 1) if out.shape == () else g.add_input("grad_out", out.shape)
-    adjoints = backprop(g, out, seed, list(graph.inputs))
+    count, first = len(graph.nodes), len(graph.adjoints)
+    g, _, adjoints = differentiate(graph, list(graph.inputs))
     return g, count, g.adjoints[first:], {w: adjoints[w] for w in resolve_wrt(graph, wrt)}
 
 

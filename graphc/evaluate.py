@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 
 from . import ops, symbolic
-from .autodiff import backprop, resolve_wrt
+from .autodiff import backprop, differentiate, resolve_wrt
 from .ir import Graph, GraphError, format_shape
 from .structural import CUSTOM
 from .sampling import concrete_shape
@@ -145,14 +145,15 @@ class Evaluation:
         self.inputs, self.dims = prepare_inputs(graph, values)
         self.wrt = resolve_wrt(graph, wrt)
         out_name, out = graph.outputs[0]
-        g = self.backward = graph.copy()
-        self.forward_count = len(g.nodes)
-        first_record = len(g.adjoints)
+        self.forward_count = len(graph.nodes)
+        first_record = len(graph.adjoints)
         out_shape = concrete_shape(out.shape, self.dims)
-        if grad_out is None and out.shape == ():
-            self.seed, seed_value = ops.const(g, 1), None
-        else:
-            self.seed = g.add_input("grad_out", out.shape)
+        # every input, so that every edge of the diagram carries its gradient
+        seeded_by_one = grad_out is None and out.shape == ()
+        g, self.seed, adjoints = differentiate(graph, list(graph.inputs), "one" if seeded_by_one else "input")
+        self.backward = g
+        seed_value = None
+        if not seeded_by_one:
             seed_value = np.ones(out_shape) if grad_out is None else as_array(graph, "grad_out", grad_out)
             if seed_value.shape != out_shape:
                 try:
@@ -160,8 +161,6 @@ class Evaluation:
                 except ValueError:
                     raise GraphError(f"graph '{graph.name}': grad_out has shape {format_shape(seed_value.shape)}, "
                                      f"the output '{out_name}' {format_shape(out_shape)}") from None
-        # every input, so that every edge of the diagram carries its gradient
-        adjoints = backprop(g, out, self.seed, list(graph.inputs))
         self.records = g.adjoints[first_record:]
         self.input_grads = {w: adjoints[w] for w in self.wrt}
         roots = ([n for _, n in graph.outputs] + [r.adjoint for r in self.records]
