@@ -1,0 +1,118 @@
+"""Shared pieces of the runtime benchmarks: timing, peers in fresh subprocesses, tables."""
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from graphc.targets import TARGETS
+
+PEERS = {"torch": ("PyTorch eager", "torch"), "jax": ("JAX jit", "jax")}   # name: (label, module)
+RESULT_TAG = "BENCH-RESULT "
+
+
+def parser(doc):
+    p = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    p.add_argument("--target", default="numpy", choices=sorted(TARGETS),
+                   help="graphc target passed to gc.compile (default: numpy)")
+    p.add_argument("--quick", action="store_true", help="a few-second run with fewer repetitions")
+    p.add_argument("--peers", default="torch,jax",
+                   help="comma-separated peers to run in subprocesses (default: torch,jax; '' for none)")
+    p.add_argument("--peer", choices=sorted(PEERS), help=argparse.SUPPRESS)   # internal: run one peer here
+    return p
+
+
+def median_time(fn, reps, warmup=3, number=1):
+    """Median seconds per call over `reps` samples of `number` calls each, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    return statistics.median(samples)
+
+
+def calibrate(fn, target_s=0.002):
+    """Calls per timing sample so that one sample lasts about target_s (for sub-millisecond calls)."""
+    fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if time.perf_counter() - t0 >= target_s or n >= 1 << 20:
+            return n
+        n *= 2
+
+
+def run_peers(script, args, argv):
+    """Run each requested peer as `python script --peer NAME ...` in a fresh interpreter.
+    Returns {name: result dict} and {name: reason} for those skipped or failed."""
+    results, skipped = {}, {}
+    wanted = [p for p in args.peers.split(",") if p]
+    for name in wanted:
+        if name not in PEERS:
+            skipped[name] = "unknown peer"
+            continue
+        label, module = PEERS[name]
+        if importlib.util.find_spec(module) is None:
+            skipped[name] = f"{module} is not installed"
+            continue
+        forwarded = [a for a in argv if not a.startswith("--peers")]
+        cmd = [sys.executable, os.path.abspath(script), "--peer", name, *forwarded]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_TAG)]
+        if proc.returncode != 0 or not lines:
+            err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            skipped[name] = f"failed: {err}"
+            continue
+        results[name] = json.loads(lines[-1][len(RESULT_TAG):])
+    return results, skipped
+
+
+def emit(result):
+    """How a peer subprocess hands its result back."""
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def machine_line():
+    import numpy
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"NumPy {numpy.__version__}")
+
+
+def table(headers, rows, aligns=None):
+    """Print a Markdown-style table (readable as text and pasteable into RESULTS.md)."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    aligns = aligns or ["<"] + [">"] * (len(headers) - 1)
+    fmt = lambda r: "| " + " | ".join(f"{c:{a}{w}}" for c, a, w in zip(r, aligns, widths)) + " |"
+    print(fmt(headers))
+    print("|" + "|".join(("-" * (w + 1) + ":") if a == ">" else ("-" * (w + 2)) for a, w in zip(aligns, widths)) + "|")
+    for r in cells:
+        print(fmt(r))
+
+
+def fmt_time(seconds):
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3f} ms"
+    return f"{seconds:.3f} s"
+
+
+def max_rel_diff(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
