@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+import graphc as gc
 from graphc.targets import TARGETS
 
 PEERS = {"torch": ("PyTorch eager", "torch"), "jax": ("JAX jit", "jax")}   # name: (label, module)
@@ -83,6 +84,27 @@ def run_peers(script, args, argv):
 def emit(result):
     """How a peer subprocess hands its result back."""
     print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def answer_as_peer(args, peers, reps):
+    """In a peer subprocess (--peer NAME): run that peer, hand its result back, True."""
+    if not args.peer:
+        return False
+    emit(peers[args.peer](reps))
+    return True
+
+
+MLP_PARAMS = ("W1", "b1", "W2", "b2", "W3", "b3")
+
+
+def mlp(x: gc.Tensor["B", 784], y: gc.Tensor["B", 10],
+        W1: gc.Tensor[256, 784], b1: gc.Tensor[256],
+        W2: gc.Tensor[128, 256], b2: gc.Tensor[128],
+        W3: gc.Tensor[10, 128], b3: gc.Tensor[10]):
+    """The benchmarks' 784-256-128-10 MLP (ReLU, softmax cross-entropy), to trace with gc.graph."""
+    h1 = gc.relu(x @ W1.T + b1)
+    h2 = gc.relu(h1 @ W2.T + b2)
+    return gc.softmax_cross_entropy(h2 @ W3.T + b3, y)
 
 
 def machine_line():

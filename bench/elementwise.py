@@ -82,8 +82,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = C.parser(__doc__).parse_args(argv)
     reps = 5 if args.quick else 40
-    if args.peer:
-        C.emit({"torch": peer_torch, "jax": peer_jax}[args.peer](reps))
+    if C.answer_as_peer(args, {"torch": peer_torch, "jax": peer_jax}, reps):
         return 0
 
     x = make_x()

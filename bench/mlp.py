@@ -24,7 +24,7 @@ SIZES = (784, 256, 128, 10)
 BATCH = 128
 LR = 0.1
 SEED = 0
-NAMES = ("W1", "b1", "W2", "b2", "W3", "b3")
+NAMES = C.MLP_PARAMS
 
 
 def gemm_shapes():
@@ -57,15 +57,7 @@ def make_data(seed=SEED):
 def graphc_step(target):
     import graphc as gc
 
-    @gc.graph(wrt=NAMES)
-    def mlp(x: gc.Tensor["B", 784], y: gc.Tensor["B", 10],
-            W1: gc.Tensor[256, 784], b1: gc.Tensor[256],
-            W2: gc.Tensor[128, 256], b2: gc.Tensor[128],
-            W3: gc.Tensor[10, 128], b3: gc.Tensor[10]):
-        h1 = gc.relu(x @ W1.T + b1)
-        h2 = gc.relu(h1 @ W2.T + b2)
-        return gc.softmax_cross_entropy(h2 @ W3.T + b3, y)
-
+    mlp = gc.graph(C.mlp, wrt=NAMES)
     fn = gc.compile(mlp, target=target, dtype="float32")
     assert fn.wrt == NAMES
 
@@ -183,8 +175,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = C.parser(__doc__).parse_args(argv)
     reps = 30 if args.quick else 1000
-    if args.peer:
-        C.emit({"torch": peer_torch, "jax": peer_jax}[args.peer](reps))
+    if C.answer_as_peer(args, {"torch": peer_torch, "jax": peer_jax}, reps):
         return 0
 
     x, y, labels, params = make_data()

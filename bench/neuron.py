@@ -175,8 +175,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = C.parser(__doc__).parse_args(argv)
     samples = 15 if args.quick else 200
-    if args.peer:
-        C.emit({"torch": peer_torch, "jax": peer_jax}[args.peer](samples))
+    if C.answer_as_peer(args, {"torch": peer_torch, "jax": peer_jax}, samples):
         return 0
 
     fn, fn_batch = graphc_fns(args.target)
