@@ -26,6 +26,9 @@ def code_lines(statements):
     """`name = expr  # comment`, comments aligned, follow-up lines after their statement."""
     lines = []
     for st in statements:
+        if not st.target:
+            lines.extend(st.extra)
+            continue
         code = f"{st.target} = {st.expr}"
         if st.comment:
             code = f"{code:<{COMMENT_COLUMN - 4}}  # {st.comment}" if len(code) < COMMENT_COLUMN - 4 \
@@ -40,12 +43,34 @@ def docstring_safe(text):
     return text.encode("ascii", "backslashreplace").decode().replace("\\", "\\\\").replace('"', '\\"')
 
 
-def render(template, doc, np_alias, inputs, wrt, outputs, functions):
+def render(template, doc, aliases, dtype, inputs, wrt, outputs, functions, definitions=()):
+    """The module text. `aliases`: the names the module imports its libraries as;
+    `definitions`: module-level code blocks a target added (kernels)."""
     return _ENV.get_template(template).render(
-        doc=docstring_safe(doc), np=np_alias, inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)),
-        outputs=repr(tuple(outputs)),
-        functions=[{"name": f.name, "params": f.params, "lines": code_lines(f.statements) or ["pass"],
-                    "returns": f.returns} for f in functions])
+        doc=docstring_safe(doc), dtype=dtype, definitions=list(definitions), inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)),
+        outputs=repr(tuple(outputs)), **aliases,
+        functions=[_function(f, aliases["np"], dtype) for f in functions])
+
+
+def _function(f, np_alias, dtype):
+    """What a template needs of one function. A function with a keyword-only seed is, on
+    a compiled target, a kernel `__name` taking the seed positionally, and a wrapper."""
+    seed_value = (f"{np_alias}.{dtype}(grad_out)" if f.seed == "1.0"
+                  else f"{np_alias}.asarray(grad_out, dtype={np_alias}.{dtype})")
+    return {"name": f.name, "signature": signature(f), "params": ", ".join(f.params),
+            "kernel": f"__{f.name}" if f.seed else f.name,
+            "call": ", ".join(f.params + (["grad_out"] if f.seed else [])),
+            "kernel_args": ", ".join(f.params + ([seed_value] if f.seed else [])),
+            "seed": f.seed, "parallel": f.parallel,
+            "lines": code_lines(f.statements) or ["pass"], "returns": f.returns}
+
+
+def signature(function):
+    """`x, W, *, grad_out=1.0`: the inputs, then the seed as a keyword-only argument."""
+    params = ", ".join(function.params)
+    if function.seed is None:
+        return params
+    return params + (", *, grad_out" if function.seed == "required" else f", *, grad_out={function.seed}")
 
 
 def cache_dir() -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import ops, symbolic
+from . import fusion, ops, symbolic
 from .ir import format_shape, size_of
 from .structural import CUSTOM, STOP
 
@@ -55,7 +55,8 @@ class Statement:
     target: str
     expr: str
     comment: str = ""
-    extra: list = field(default_factory=list)   # follow-up lines (a scatter's assignment)
+    extra: list = field(default_factory=list)   # follow-up lines (a scatter's assignment, a loop;
+                                                 # with no target, the lines are the statement)
     alias: bool = False                          # `grad_s2 = grad_s3`: only a second name
 
 
@@ -78,9 +79,11 @@ def _drop_unused_aliases(body, returned):
 @dataclass
 class Function:
     name: str
-    params: str
+    params: list          # positional inputs, in order
     statements: list
     returns: str
+    seed: str | None = None   # the keyword-only grad_out: None, "required" or its default "1.0"
+    parallel: bool = False    # whether a loop is parallel (Numba's parallel=True)
 
 
 def _is_hidden(node):
@@ -104,6 +107,13 @@ class Lowering:
         user = [n.name for n in graph.nodes if n.name] + list(graph.output_names)
         self.namer = Namer(user + list(reserved_extra))
         self.np = self.namer.fresh("np")
+        self.definitions = []   # module-level code a target adds while printing (CUDA kernels)
+        if table.fuses:   # loops: the module's numba alias, index names, a range no input shadows
+            self.numba = self.namer.fresh("numba")
+            self.index_names = [self.namer.fresh(c) for c in "ijklmn"] + \
+                [self.namer.fresh(f"i{k}") for k in range(6, 32)]
+            self.prange = f"{self.numba}.prange"
+            self.range = "range" if "range" not in self.namer.taken else self.prange
         self.dims = {}
         for node in graph.inputs:
             for axis, d in enumerate(node.shape):
@@ -121,7 +131,7 @@ class Lowering:
                 self.names[node] = self.namer.temp()
 
     # -- one function
-    def function(self, fname, params, graph, outputs, grads=None, returns=None):
+    def function(self, fname, params, graph, outputs, grads=None, returns=None, seed=None):
         """Statements computing `outputs` [(name, node)] and `grads` [(input, node)]
         from `graph`, which extends the forward graph this Lowering named."""
         namer, names = self.namer.copy(), dict(self.names)
@@ -164,15 +174,14 @@ class Lowering:
         for anchor, items in aliases.items():
             if anchor.origin is None or anchor.op is ops.CONST:   # a constant no gate computes
                 pending.extend(items)
-        for node in live:
-            if _is_hidden(node):
-                continue
-            if pending and node.origin is not None:
+        for unit_nodes, statements in self._units(ctx, live, roots, aliases):
+            if pending and any(n.origin is not None for n in unit_nodes):
                 body.extend(self._alias_lines(ctx, pending))
                 pending = []
-            body.append(self._statement(ctx, node))
-            if node.origin is not None:
-                body.extend(self._alias_lines(ctx, aliases.get(node, [])))
+            body.extend(statements)
+            for node in unit_nodes:
+                if node.origin is not None:
+                    body.extend(self._alias_lines(ctx, aliases.get(node, [])))
         body.extend(self._alias_lines(ctx, pending))
 
         out_refs = []
@@ -188,8 +197,27 @@ class Lowering:
                 name = namer.fresh("grad_" + inp.name)
                 body.append(Statement(name, ctx.ref(node), f"d/d{inp.name}"))
             grad_refs.append(name)
-        return Function(fname, params, _drop_unused_aliases(body, out_refs + grad_refs),
-                        returns(out_refs, grad_refs))
+        return Function(fname, list(params), _drop_unused_aliases(body, out_refs + grad_refs),
+                        returns(out_refs, grad_refs), seed, ctx.parallel)
+
+    def _units(self, ctx, live, roots, aliases):
+        """(nodes, statements) in order: a statement per node, or, on a target that
+        fuses, a loop per group of same-shape elementwise nodes."""
+        if not self.table.fuses:
+            for node in live:
+                if not _is_hidden(node):
+                    yield [node], [self._statement(ctx, node)]
+            return
+        needed_after = {_through_aliases(n) for n in roots}
+        for anchor, items in aliases.items():
+            needed_after.add(_through_aliases(anchor))
+            needed_after.update(_through_aliases(rec.adjoint) for _, rec in items)
+        units, virtual = fusion.schedule(live, _is_hidden, needed_after)
+        for unit in units:
+            if isinstance(unit, fusion.Group):
+                yield unit.members + unit.reductions, self.table.group_statements(unit, virtual, ctx, Statement)
+            else:
+                yield [unit], [self._statement(ctx, unit)]
 
     def _alias_lines(self, ctx, items):
         out = []
@@ -248,6 +276,12 @@ class _Context:
         self.names = names
         self.alias_of = alias_of
         self.table = lowering.table
+        self.index_names = getattr(lowering, "index_names", None)
+        self.range = getattr(lowering, "range", None)
+        self.prange = getattr(lowering, "prange", None)
+        self.parallel = False   # set by a loop that runs on several threads
+        self.namer = lowering.namer          # for module-level names a target adds (kernels)
+        self.definitions = lowering.definitions
 
     def ref(self, node):
         node = _through_aliases(node)

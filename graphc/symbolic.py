@@ -68,6 +68,10 @@ NUMPY_FUNCTIONS = {
     "Max": "{np}.maximum", "Min": "{np}.minimum", "where": "{np}.where",
 }
 
+# Inside the Numba target's loops every value is a scalar: NumPy's ufuncs work on
+# scalars there, but np.where gives a 0-d array, so a choice is Python's conditional.
+NUMBA_FUNCTIONS = {**NUMPY_FUNCTIONS, "where": "({{a}} if {{c}} else {{b}})"}
+
 _PREC_ATOM, _PREC_POW, _PREC_UNARY, _PREC_MUL, _PREC_ADD, _PREC_CMP = 100, 60, 50, 40, 30, 20
 _RELATIONS = {"StrictGreaterThan": ">", "StrictLessThan": "<", "GreaterThan": ">=",
               "LessThan": "<=", "Equality": "==", "Unequality": "!="}
@@ -76,10 +80,11 @@ _RELATIONS = {"StrictGreaterThan": ">", "StrictLessThan": "<", "GreaterThan": ">
 class Printer:
     """Prints a SymPy expression as target code. `names` maps symbols to text."""
 
-    def __init__(self, functions, names, number=repr):
+    def __init__(self, functions, names, number=repr, literal=None):
         self.functions = functions
         self.names = names
         self.number = number
+        self.literal = literal   # wraps every numeric literal (np.float32(...) keeps float32 code float32)
 
     def __call__(self, expr):
         return self._print(expr)[0]
@@ -89,6 +94,8 @@ class Printer:
         return f"({text})" if p < prec else text
 
     def _print(self, e):
+        if self.literal is not None and e.is_number and not e.free_symbols and e.is_real:
+            return self.literal(self.number(float(e))), _PREC_ATOM
         if e.is_Symbol:
             return self.names[e], _PREC_ATOM
         if e.is_Integer:
@@ -189,8 +196,10 @@ class Printer:
             raise NotImplementedError("a Piecewise needs a final (value, True) branch")
         fn = self.functions["where"]
         for piece in reversed(pieces[:-1]):
-            text = f"{fn}({self._print(piece.cond)[0]}, {self._print(piece.expr)[0]}, {text})"
+            cond, value = self._print(piece.cond)[0], self._print(piece.expr)[0]
+            # a target whose `where` is a pattern (Numba's scalar `(a if c else b)`) fills it in
+            text = fn.format(c=cond, a=value, b=text) if "{" in fn else f"{fn}({cond}, {value}, {text})"
         return text, _PREC_ATOM
 
 
-__all__ = ["ARGS", "Y", "partials", "prefer_output_form", "Printer", "NUMPY_FUNCTIONS", "log1p"]
+__all__ = ["ARGS", "Y", "partials", "prefer_output_form", "Printer", "NUMPY_FUNCTIONS", "NUMBA_FUNCTIONS", "log1p"]

@@ -13,8 +13,10 @@ import sympy as sp
 
 from . import ops, symbolic
 from .indexing import index_to_python
+from . import loops
+from .loops import reduction
 
-_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.shape\[\d+\])?|\d+(\.\d*)?(e[+-]?\d+)?)$")
+_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.shape\[\d+\]|\[[A-Za-z0-9_, ]*\])?|\d+(\.\d*)?(e[+-]?\d+)?)$")
 
 
 def atom(text):
@@ -27,14 +29,25 @@ def _axis_text(axes):
 
 
 class Target:
-    """One target's printing data: a template, a function table and an op table."""
+    """One target's printing data: a template, a function table and an op table.
 
-    def __init__(self, name, template, functions, table):
+    `fuses`: elementwise ops of one shape share a loop (fusion.py, loops.py)
+    rather than a statement each. `typed_literals`: numbers are printed as
+    `np.float32(0.5)` in float32 code, where a bare 0.5 would make Numba
+    compute in float64. `group_statements` prints a fused group (a loop nest on
+    the CPU, a kernel and its launch on the GPU).
+    """
+
+    def __init__(self, name, template, functions, table, fuses=False, typed_literals=False,
+                 group_statements=None):
         self.name = name
         self.template = template
         self._functions = functions
         self._by_alias = {}
         self.table = table
+        self.fuses = fuses
+        self.typed_literals = typed_literals
+        self.group_statements = group_statements   # (group, virtual, ctx, Statement) -> statements
 
     def functions(self, np_alias):
         """The function table with the module alias filled in (made once per alias)."""
@@ -43,17 +56,25 @@ class Target:
             table = self._by_alias[np_alias] = {k: v.format(np=np_alias) for k, v in self._functions.items()}
         return table
 
+    def _literal(self, np_alias, dtype):
+        if self.typed_literals and dtype != "float64":
+            return lambda text: f"{np_alias}.{dtype}({text})"
+        return None
+
     def printer(self, ctx, names):
-        return symbolic.Printer(self.functions(ctx.np), {**{s: atom(t) for s, t in ctx.dims.items()}, **names})
+        return symbolic.Printer(self.functions(ctx.np), {**{s: atom(t) for s, t in ctx.dims.items()}, **names},
+                                literal=self._literal(ctx.np, ctx.dtype))
 
     def constant(self, value, ctx):
         value = sp.sympify(value)
         if value.is_number:
-            return repr(float(value))
+            literal = self._literal(ctx.np, ctx.dtype)
+            return literal(repr(float(value))) if literal else repr(float(value))
         return self.printer(ctx, {})(value)
 
     def dimension(self, d, ctx):
-        return str(d) if isinstance(d, int) else self.printer(ctx, {})(d)
+        return str(d) if isinstance(d, int) else symbolic.Printer(
+            self.functions(ctx.np), {s: atom(t) for s, t in ctx.dims.items()})(d)
 
     def shape(self, shape, ctx):
         inner = ", ".join(self.dimension(d, ctx) for d in shape)
@@ -68,16 +89,16 @@ class Target:
         if node.op.elementwise:
             consts = tuple((i, ops.const_value(n)) for i, n in enumerate(node.inputs) if n.op is ops.CONST)
             template = self._template(node.op.printed_formula(node.attrs), consts, ctx.np,
-                                      tuple(ctx.dims.items()))
+                                      tuple(ctx.dims.items()), ctx.dtype)
             return template.format(*[atom(a) for a in args])
         raise NotImplementedError(f"target {self.name} cannot print op {node.op.name}")
 
     @functools.lru_cache(maxsize=4096)
-    def _template(self, formula, consts, np_alias, dims):
+    def _template(self, formula, consts, np_alias, dims, dtype):
         """The printed formula with {0}, {1}... for its arguments (printing is the slow part)."""
         formula = formula.subs({symbolic.ARGS[i]: v for i, v in consts}) if consts else formula
         names = {**{s: atom(t) for s, t in dims}, **{a: "{%d}" % i for i, a in enumerate(symbolic.ARGS)}}
-        return symbolic.Printer(self.functions(np_alias), names)(formula)
+        return symbolic.Printer(self.functions(np_alias), names, literal=self._literal(np_alias, dtype))(formula)
 
 
 def _reduce(fn):
@@ -125,4 +146,37 @@ NUMPY = Target("numpy", "numpy.py.j2", symbolic.NUMPY_FUNCTIONS, {
                                                   f"axis={node.attr['axis']})"),
 })
 
-TARGETS = {"numpy": NUMPY}
+
+
+# ---- Numba (CPU) -------------------------------------------------------------------
+# Elementwise ops are printed inside loops (loops.py), where every value is a scalar;
+# the rest are whole-array statements that Numba compiles (matrix products go to BLAS).
+
+def _numba_matmul(node, args, ctx, name):
+    if any(i.ndim > 2 for i in node.inputs):
+        raise NotImplementedError("the numba target multiplies vectors and matrices only, "
+                                  f"not shapes {', '.join(str(i.shape) for i in node.inputs)}")
+    return f"{atom(args[0])} @ {atom(args[1])}"
+
+
+def _numba_broadcast(node, args, ctx, name):
+    shape = ctx.table.shape(node.shape, ctx)
+    if node.inputs[0].shape == ():   # a constant or a scalar fills the array
+        return f"{ctx.np}.full({shape}, {args[0]}, dtype={ctx.np}.{ctx.dtype})"
+    return f"{ctx.np}.broadcast_to({args[0]}, {shape}).copy()"
+
+
+def _numba_reshape(node, args, ctx, name):
+    # Numba reshapes contiguous arrays only (a transpose is not)
+    return f"{ctx.np}.ascontiguousarray({args[0]}).reshape({ctx.table.shape(node.shape, ctx)})"
+
+
+NUMBA = Target("numba", "numba.py.j2", symbolic.NUMBA_FUNCTIONS, {
+    **{k: v for k, v in NUMPY.table.items() if k not in ("where",)},
+    "matmul": _numba_matmul,
+    "sum": reduction, "mean": reduction, "max": reduction,
+    "reshape": _numba_reshape,
+    "broadcast_like": _numba_broadcast,
+}, fuses=True, typed_literals=True, group_statements=loops.group_statements)
+
+TARGETS = {"numpy": NUMPY, "numba": NUMBA}

@@ -1,0 +1,129 @@
+"""Elementwise fusion for the compiled targets: which nodes share one loop.
+
+The NumPy target prints one statement per node. The Numba and CUDA targets
+group elementwise nodes of the same shape into one loop (one kernel on the
+GPU), so that a chain like `tanh(sigmoid(x*a + b) * x) ** 2` reads and writes
+memory once instead of once per op. This module only decides the grouping and
+the order; the targets print it.
+
+The schedule is one pass over the nodes in topological order. Elementwise
+nodes join the open group of their shape; anything that reads a group's value
+from outside (a matmul, a node of another shape, a reduction result read by
+the same loop) closes the group first, so every group is emitted after all of
+its inputs and before all of its consumers. A sum or mean of a whole group
+member to a scalar folds into the loop as an accumulator, and a broadcast that
+only fused loops read is never materialised: the loops index its source.
+"""
+from __future__ import annotations
+
+from . import ops
+
+
+def through_aliases(node):
+    while node.op.kind == "alias":
+        node = node.inputs[0]
+    return node
+
+
+def is_loop_member(node):
+    """Elementwise nodes that are arrays go into loops; scalars stay plain statements."""
+    return node.op.elementwise and node.shape != ()
+
+
+def is_folded_reduction(node):
+    """A sum or mean over every axis to a scalar: an accumulator inside a loop."""
+    return (node.op.name in ("sum", "mean") and node.shape == ()
+            and len(node.attr["axis"]) == node.inputs[0].ndim)
+
+
+class Group:
+    """Same-shape elementwise nodes computed by one loop, and the scalars it accumulates."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.members = []      # loop nodes, in order
+        self.reductions = []   # folded sums and means, each of one member
+        self.stored = set()    # members read after the loop: written to an array
+        self.closed = False
+
+    def __repr__(self):
+        return f"Group({self.shape}, {[n.op.name for n in self.members]})"
+
+
+def schedule(live, hidden, needed_after):
+    """The order in which to emit `live` (a topological order): a list of nodes and Groups.
+
+    `hidden` tells the nodes that need no statement (inputs, constants, aliases);
+    `needed_after` holds the nodes that outputs, gradients or alias lines read.
+    """
+    users = {}
+    for node in live:
+        if hidden(node):
+            continue
+        for inp in node.inputs:
+            users.setdefault(through_aliases(inp), []).append(node)
+    virtual = {n for n in live if n.op.name == "broadcast_like" and n not in needed_after
+               and users.get(n) and all(is_loop_member(u) and u.shape == n.shape for u in users[n])}
+
+    units, open_groups, group_of = [], {}, {}
+
+    def close(group):
+        if not group.closed:
+            group.closed = True
+            del open_groups[group.shape]
+            units.append(group)
+
+    def sources(node):
+        """What a node reads, seen through aliases and virtual broadcasts."""
+        for inp in node.inputs:
+            inp = through_aliases(inp)
+            if inp in virtual:
+                inp = through_aliases(inp.inputs[0])
+            yield inp
+
+    for node in live:
+        if hidden(node) or node in virtual:
+            continue
+        if is_loop_member(node):
+            for src in sources(node):
+                g = group_of.get(src)
+                if g is not None and not g.closed and (g.shape != node.shape or src in g.reductions):
+                    close(g)
+            group = open_groups.get(node.shape)
+            if group is None:
+                group = open_groups[node.shape] = Group(node.shape)
+            group.members.append(node)
+            group_of[node] = group
+            continue
+        src = through_aliases(node.inputs[0]) if node.inputs else None
+        group = group_of.get(src)
+        if is_folded_reduction(node) and group is not None and not group.closed \
+                and src in group.members and node.op is not ops.CONST:
+            group.reductions.append(node)
+            group_of[node] = group
+            continue
+        for src in sources(node):
+            g = group_of.get(src)
+            if g is not None and not g.closed:
+                close(g)
+        units.append(node)
+    for group in list(open_groups.values()):
+        close(group)
+
+    for unit in units:
+        if isinstance(unit, Group):
+            members = set(unit.members)
+            for m in unit.members:
+                if m in needed_after or any(u not in members and u not in unit.reductions
+                                            for u in _readers(m, users, virtual)):
+                    unit.stored.add(m)
+    return units, virtual
+
+
+def _readers(node, users, virtual):
+    """The nodes that read `node`, looking through the virtual broadcasts in between."""
+    for u in users.get(node, ()):
+        if u in virtual:
+            yield from users.get(u, ())
+        else:
+            yield u

@@ -1,0 +1,121 @@
+"""Loops for the Numba target: a fused group or a reduction as explicit nested
+loops over array elements.
+
+Inside a loop every value is a scalar: a member that only the loop reads is a
+local (`s3 = s2[i, j] + b1[j]`), a member read after the loop is written to
+its array (`s4[i, j] = ...`), an input of a smaller shape is indexed the
+broadcasting way (`b1[j]`), and a folded sum is an accumulator (`s9 += ...`).
+The outer loop is parallel (`prange`) where the work is large enough to share
+out between threads.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from . import ops
+from .fusion import through_aliases
+from .ir import size_of
+
+PARALLEL_MIN = 1 << 15   # elements below which threads cost more than they save
+
+
+def is_large(shape):
+    size = size_of(shape)
+    return not isinstance(size, int) or size >= PARALLEL_MIN
+
+
+def broadcast_index(shape, loop_shape, index):
+    """How an array of `shape` is read at `index` of a loop over `loop_shape`."""
+    offset = len(loop_shape) - len(shape)
+    return ", ".join(index[offset + a] if sp.sympify(d) == sp.sympify(loop_shape[offset + a]) else "0"
+                     for a, d in enumerate(shape))
+
+
+def commented(code, comment, column=40):
+    return f"{code:<{column - 4}}  # {comment}" if len(code) < column - 4 else f"{code}  # {comment}"
+
+
+def _paren(text):
+    return text if text.isidentifier() or text.isdigit() else f"({text})"
+
+
+def _loop_head(shape, parallel, ctx):
+    lines = []
+    for axis, d in enumerate(shape):
+        rng = ctx.prange if parallel and axis == 0 else ctx.range
+        lines.append("    " * axis + f"for {ctx.index_names[axis]} in {rng}({ctx.table.dimension(d, ctx)}):")
+    ctx.parallel |= parallel
+    return lines, "    " * len(shape)
+
+
+def _alloc(shape, ctx, fill="empty"):
+    return f"{ctx.np}.{fill}({ctx.table.shape(shape, ctx)}, dtype={ctx.np}.{ctx.dtype})"
+
+
+def group_statements(group, virtual, ctx, statement):
+    """Statements for a fused group: its arrays, its accumulators, then one loop nest."""
+    index = ctx.index_names[:len(group.shape)]
+    at = f"[{', '.join(index)}]"
+    out = []
+    for m in group.members:
+        if m in group.stored:
+            out.append(statement(ctx.names[m], _alloc(m.shape, ctx), f"{m.op.name}: filled by the loop"))
+    for r in group.reductions:   # float32 too accumulates in float64: 0.0 is a float64
+        out.append(statement(ctx.names[r], "0.0", f"{r.op.name}: accumulated by the loop"))
+    head, pad = _loop_head(group.shape, is_large(group.shape), ctx)
+    local, body = {}, []
+    for m in group.members:
+        args = [_read(i, group, local, virtual, ctx) for i in m.inputs]
+        expr = ctx.table.print_node(m, args, ctx, ctx.names[m])
+        target = ctx.names[m] + at if m in group.stored else ctx.names[m]
+        local[m] = target
+        body.append(commented(pad + f"{target} = {expr}", m.op.name))
+    for r in group.reductions:
+        body.append(commented(pad + f"{ctx.names[r]} += {local[through_aliases(r.inputs[0])]}", r.op.name))
+    names = ", ".join(dict.fromkeys(m.op.name for m in group.members))
+    out.append(statement("", "", "", [commented(head[0], f"fused: {names}")] + head[1:] + body))
+    for r in group.reductions:
+        name = ctx.names[r]
+        if r.op.name == "mean":
+            count = ctx.table.dimension(size_of(r.inputs[0].shape), ctx)
+            out.append(statement(name, f"{name} / {_paren(count)}", "mean: divide once"))
+        if ctx.dtype != "float64":
+            out.append(statement(name, f"{ctx.np}.{ctx.dtype}({name})", f"back to {ctx.dtype}"))
+    return out
+
+
+
+def _read(node, group, local, virtual, ctx):
+    """How a loop body reads `node`: a local, an array element, a scalar or a constant."""
+    node = through_aliases(node)
+    if node in local:
+        return local[node]
+    if node in virtual:   # a broadcast nobody materialised: index its source
+        node = through_aliases(node.inputs[0])
+    if node.op is ops.CONST or node.shape == ():
+        return ctx.ref(node)
+    return f"{ctx.ref(node)}[{broadcast_index(node.shape, group.shape, ctx.index_names)}]"
+
+
+def reduction(node, args, ctx, name):
+    """sum/mean/max over some axes (a table entry): an array of the kept axes, then a loop nest."""
+    src = node.inputs[0]
+    axes, keep = node.attr["axis"], node.attr["keepdims"]
+    if len(axes) == src.ndim and not keep:   # to a scalar: NumPy's own (pairwise) reduction
+        return f"{ctx.np}.{node.op.name}({args[0]})"
+    index = ctx.index_names[:src.ndim]
+    kept = [("0" if keep else None) if k in axes else index[k] for k in range(src.ndim)]
+    at = f"[{', '.join(i for i in kept if i is not None)}]"
+    value = f"{args[0]}[{', '.join(index)}]"
+    head, pad = _loop_head(src.shape, 0 not in axes and is_large(src.shape), ctx)
+    if node.op.name == "max":
+        alloc = f"{ctx.np}.full({ctx.table.shape(node.shape, ctx)}, -{ctx.np}.inf, dtype={ctx.np}.{ctx.dtype})"
+        body = [pad + f"if {value} > {name}{at}:", pad + f"    {name}{at} = {value}"]
+    else:
+        alloc = _alloc(node.shape, ctx, "zeros")
+        body = [pad + f"{name}{at} += {value}"]
+    lines = head + body
+    if node.op.name == "mean":   # in place, so that the array keeps its dtype
+        count = ctx.table.dimension(sp.Mul(*[src.shape[a] for a in axes]), ctx)
+        lines.append(commented(f"{name} /= {_paren(count)}", "mean: divide once"))
+    return alloc, lines
