@@ -1,4 +1,4 @@
-"""`gc.compile`: the whole pipeline in a few lines, and the compiled functions.
+"""`gc.compile`: the whole pipeline in a few lines.
 
     graph --autodiff--> forward + adjoints --lower--> functions --template--> module text
           --write + import--> CompiledGraph (argument checks around the module's functions)
@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib.util
 from pathlib import Path
-
-import numpy as np
 
 from . import __version__, codegen
 from .autodiff import differentiate, resolve_wrt
-from .ir import Graph, GraphError, format_shape
+from .ir import Graph, GraphError
 from .lower import Lowering
+from .compiled import CompiledGraph, is_scalar_graph
 from .targets import TARGETS
 
 DTYPES = ("float64", "float32")
@@ -29,13 +29,35 @@ def compile(graph: Graph, target="numpy", wrt=None, dtype="float64", path=None) 
         raise GraphError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if dtype not in DTYPES:
         raise GraphError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    _check_runtime(target)
     wrt_nodes = resolve_wrt(graph, wrt)
-    source = generate(graph, wrt_nodes, TARGETS[target], dtype)
+    try:
+        source = generate(graph, wrt_nodes, TARGETS[target], dtype)
+    except NotImplementedError as e:   # an op or a shape this target cannot print
+        raise GraphError(f"graph '{graph.name}': {e}") from None
     if path is None:
         path = codegen.cache_dir() / f"{graph.name}_{codegen.source_hash(source)}" / f"{graph.name}_graphc.py"
     path = codegen.write(source, path)
     module = codegen.load(path, source)
     return CompiledGraph(graph, target, dtype, [w.name for w in wrt_nodes], source, path, module)
+
+
+# What each target's generated module imports, and how a user gets it
+RUNTIMES = {"numba": (("numba", "scipy"), "pip install 'graphc[numba]'"),
+            "cuda": (("numba", "numba.cuda"), "pip install 'graphc[cuda]'")}
+
+
+def _check_runtime(target):
+    """A clear error, before any work, when the target's runtime is not installed."""
+    modules, hint = RUNTIMES.get(target, ((), ""))
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:   # a submodule of a missing package
+            found = False
+        if not found:
+            raise GraphError(f"the {target} target needs the Python package {module.split('.')[0]!r}"
+                             f"{' (with numba-cuda)' if module == 'numba.cuda' else ''}: {hint}")
 
 
 def _without_gc_pauses(fn):
@@ -85,7 +107,9 @@ def generate(graph, wrt_nodes, target, dtype):
            "Regenerate with graphc rather than editing.\n")
     aliases = {"np": low.np, "numba": getattr(low, "numba", None)}
     return codegen.render(target.template, doc, aliases, dtype, graph.input_names,
-                          [w.name for w in wrt_nodes], graph.output_names, functions, low.definitions)
+                          [w.name for w in wrt_nodes], graph.output_names, functions, low.definitions,
+                          each=target.fuses and is_scalar_graph(graph))
+
 
 
 def _tuple(names):
@@ -94,110 +118,3 @@ def _tuple(names):
 
 def _value(names):
     return names[0] if len(names) == 1 else _tuple(names)
-
-
-class CompiledGraph:
-    """The compiled functions of one graph, with argument checks around them."""
-
-    def __init__(self, graph, target, dtype, wrt, source, path, module):
-        self.graph = graph
-        self.target = target
-        self.dtype = dtype
-        self.inputs = graph.input_names
-        self.wrt = tuple(wrt)
-        self.outputs = graph.output_names
-        self.source = source
-        self.path = Path(path)
-        self.module = module
-        self._np_dtype = np.dtype(dtype)
-        self._out_shape = graph.outputs[0][1].shape
-
-    def __repr__(self):
-        return (f"<graphc.CompiledGraph {self.graph.name}({', '.join(self.inputs)}) "
-                f"target={self.target} dtype={self.dtype}>")
-
-    def forward(self, *args, **kwargs):
-        values, _ = self._bind("forward", args, kwargs)
-        return self._outputs(self.module.forward(*values))
-
-    __call__ = forward
-
-    def backward(self, *args, grad_out=None, **kwargs):
-        values, dims = self._bind("backward", args, kwargs)
-        seed = self._seed("backward", grad_out, dims, required=self._out_shape != ())
-        grads = self.module.backward(*values) if seed is None else self.module.backward(*values, grad_out=seed)
-        return tuple(self._convert(g) for g in grads)
-
-    def value_and_grad(self, *args, grad_out=None, **kwargs):
-        values, dims = self._bind("value_and_grad", args, kwargs)
-        seed = self._seed("value_and_grad", grad_out, dims, required=self._out_shape != ())
-        if seed is None:
-            value, grads = self.module.value_and_grad(*values)
-        elif self._out_shape == ():   # a scalar's value_and_grad is seeded with 1: scale by backward
-            value, grads = self.module.forward(*values), self.module.backward(*values, grad_out=seed)
-        else:
-            value, grads = self.module.value_and_grad(*values, grad_out=seed)
-        return self._outputs(value), tuple(self._convert(g) for g in grads)
-
-    # -- argument handling
-    def _fail(self, fn, message):
-        raise GraphError(f"graph '{self.graph.name}': {fn}(): {message}")
-
-    def _bind(self, fn, args, kwargs):
-        if len(args) > len(self.inputs):
-            self._fail(fn, f"takes {len(self.inputs)} inputs ({', '.join(self.inputs)}), got {len(args)}")
-        given = dict(zip(self.inputs, args))
-        for k, v in kwargs.items():
-            if k not in self.inputs:
-                self._fail(fn, f"unexpected input {k!r} (inputs: {', '.join(self.inputs)})")
-            if k in given:
-                self._fail(fn, f"input {k!r} given twice")
-            given[k] = v
-        missing = [k for k in self.inputs if k not in given]
-        if missing:
-            self._fail(fn, f"missing input(s) {', '.join(missing)}")
-        dims, values = {}, []
-        for node in self.graph.inputs:
-            values.append(self._convert_in(fn, node.name, given[node.name], node.shape, dims))
-        return values, dims
-
-    def _convert_in(self, fn, name, value, shape, dims):
-        try:
-            arr = np.asarray(value, dtype=self._np_dtype)
-        except (TypeError, ValueError) as e:
-            self._fail(fn, f"input {name!r} is not numeric: {e}")
-        if len(arr.shape) != len(shape) or not all(_dim_fits(d, n, dims) for d, n in zip(shape, arr.shape)):
-            bound = ", ".join(f"{k}={v}" for k, v in dims.items())
-            self._fail(fn, f"input {name!r} expects shape {format_shape(shape)}, got "
-                       f"{format_shape(arr.shape)}" + (f" (with {bound})" if bound else ""))
-        return arr[()] if arr.ndim == 0 else arr
-
-    def _seed(self, fn, grad_out, dims, required):
-        if grad_out is None:
-            if required:
-                out_name = self.outputs[0]
-                self._fail(fn, f"output {out_name!r} has shape {format_shape(self._out_shape)}, not a "
-                           "scalar: pass grad_out=, the gradient flowing into it (its shape)")
-            return None
-        return self._convert_in(fn, "grad_out", grad_out, self._out_shape, dims)
-
-    def _convert(self, value):
-        if np.ndim(value) == 0:
-            return float(value) if self._np_dtype == np.float64 else self._np_dtype.type(value)
-        return value
-
-    def _outputs(self, value):
-        if self.graph.output_kind == "single":
-            return self._convert(value)
-        if len(self.outputs) == 1:   # the module returns one value bare, even from a 1-tuple or dict
-            value = (value,)
-        values = tuple(self._convert(v) for v in value)
-        return dict(zip(self.outputs, values)) if self.graph.output_kind == "dict" else values
-
-
-def _dim_fits(declared, actual, dims):
-    if isinstance(declared, int):
-        return declared == actual
-    if declared.is_Symbol:
-        return dims.setdefault(str(declared), actual) == actual
-    return True  # an expression of other dims: checked where they are declared
