@@ -69,7 +69,7 @@ def run_peers(script, args, argv):
         if importlib.util.find_spec(module) is None:
             skipped[name] = f"{module} is not installed"
             continue
-        forwarded = [a for a in argv if not a.startswith("--peers")]
+        forwarded = _without_option(argv, "--peers")
         cmd = [sys.executable, os.path.abspath(script), "--peer", name, *forwarded]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [l for l in proc.stdout.splitlines() if l.startswith(RESULT_TAG)]
@@ -79,6 +79,19 @@ def run_peers(script, args, argv):
             continue
         results[name] = json.loads(lines[-1][len(RESULT_TAG):])
     return results, skipped
+
+
+def _without_option(argv, option):
+    """argv without `option VALUE` or `option=VALUE`."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
 
 
 def emit(result):

@@ -6,15 +6,15 @@ f = sigmoid(w0*x0 + w1*x1 + w2) at the lecture's point (w = 2, -3, -3; x = -1, -
 all five gradients per call:
 - graphc: fn.value_and_grad of the compiled neuron (argument checks included), and the
   generated module's value_and_grad called directly (fn.module.value_and_grad);
-- flat Python by hand with the math module;
+- flat Python by hand with the math module, and the same function compiled with @numba.njit;
 - a micrograd-style scalar autograd (a Value class with +, *, sigmoid, backward by
   topological sort), defined in this script;
 - PyTorch eager and JAX jit, each in a fresh subprocess (skipped with a note when not
   installed).
 Batched: the same formulas over 1,000,000 examples as float64 arrays of shape (N,), graphc's
-compiled neuron (the generated module's function, whose scalar inputs broadcast; and a graph
-declared with Tensor["N"] inputs through fn.value_and_grad with grad_out = ones) against
-NumPy by hand.
+compiled scalar neuron called with arrays (once per example), and a graph declared with
+Tensor["N"] inputs through fn.value_and_grad with grad_out = ones, against NumPy by hand and
+a hand-written @numba.njit prange loop.
 Times are medians over many timing samples after warm-up.
 """
 import math
@@ -108,6 +108,27 @@ class Value:
                 v._backward()
 
 
+def hand_njit():
+    """The flat Python above compiled by Numba by hand, and its per-example prange loop
+    (None when Numba is not installed)."""
+    try:
+        import numba
+    except ImportError:
+        return None, None
+    scalar = numba.njit(flat_python)
+
+    @numba.njit(parallel=True)
+    def batch(w0, x0, w1, x1, w2):
+        n = w0.shape[0]
+        f = np.empty(n)
+        g = [np.empty(n) for _ in range(5)]
+        gw0, gx0, gw1, gx1, gw2 = g[0], g[1], g[2], g[3], g[4]
+        for i in numba.prange(n):
+            f[i], (gw0[i], gx0[i], gw1[i], gx1[i], gw2[i]) = scalar(w0[i], x0[i], w1[i], x1[i], w2[i])
+        return f, (gw0, gx0, gw1, gx1, gw2)
+    return scalar, batch
+
+
 def micrograd(w0, x0, w1, x1, w2):
     ins = [Value(v) for v in (w0, x0, w1, x1, w2)]
     f = (ins[0] * ins[1] + ins[2] * ins[3] + ins[4]).sigmoid()
@@ -184,6 +205,9 @@ def main(argv=None):
               (f"graphc ({args.target}) fn.value_and_grad", lambda: fn.value_and_grad(*POINT)),
               (f"graphc ({args.target}) module function", lambda: raw(*POINT)),
               ("micrograd-style Value", lambda: micrograd(*POINT))]
+    njit_scalar, njit_batch = hand_njit()
+    if njit_scalar is not None:
+        scalar.insert(1, ("flat Python compiled by hand with @numba.njit", lambda: njit_scalar(*POINT)))
     rows = []
     for label, call in scalar:
         check(label, call())
@@ -204,9 +228,12 @@ def main(argv=None):
     ones = np.ones(N)
     ref = numpy_batch(*xs)
     batched = [("NumPy by hand", lambda: numpy_batch(*xs)),
-               (f"graphc ({args.target}) module function, (N,) arrays", lambda: raw(*xs)),
+               (f"graphc ({args.target}) fn.value_and_grad per example, (N,) arrays",
+                lambda: fn.value_and_grad(*xs)),
                (f"graphc ({args.target}) Tensor['N'] graph, fn.value_and_grad",
                 lambda: fn_batch.value_and_grad(*xs, grad_out=ones))]
+    if njit_batch is not None:
+        batched.insert(1, ("@numba.njit prange loop by hand", lambda: njit_batch(*xs)))
     for label, call in batched:
         value, grads = call()
         diff = max(C.max_rel_diff(value, ref[0]), *(C.max_rel_diff(g, r) for g, r in zip(grads, ref[1])))
@@ -226,10 +253,10 @@ def main(argv=None):
           "timing sample,\nafter warm-up; batched: one call per sample, the implementations in turn). Every implementation is checked "
           "against the lecture's values\n(scalar) or against NumPy by hand (batched) before timing. "
           "PyTorch: leaf tensors made once, torch.autograd.grad per call.\n"
-          "Batched graphc rows: the scalar neuron's generated function fn.module.value_and_grad called "
-          "with (N,) arrays\n(fn.value_and_grad accepts only scalars for scalar inputs), and a neuron "
-          "declared over Tensor['N'] inputs,\nwhose per-example gradients are its vector-Jacobian "
-          "product with grad_out = ones(N).")
+          "Batched graphc rows: the scalar neuron's fn.value_and_grad called with (N,) arrays (the "
+          "scalar code once per example:\non numba a prange loop over it, on numpy the flat NumPy code "
+          "on arrays), and a neuron declared over Tensor['N'] inputs,\nwhose per-example gradients are "
+          "its vector-Jacobian product with grad_out = ones(N).")
     return 0
 
 

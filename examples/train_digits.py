@@ -56,8 +56,8 @@ def train(epochs=30, lr=1e-2, batch_size=64, bn=True, dropout=0.2, seed=0, progr
     eval_graph = digits_mlp_eval if train_graph is digits_mlp else gc.variant(train_graph, train=False)
     fn, fn_eval = gc.compile(train_graph, target=target), gc.compile(eval_graph, target=target)
     steps_per_epoch = -(-len(x_train) // batch_size)
-    opt = gc.optim.Adam(lr=gc.schedules.cosine(lr, period=epochs * steps_per_epoch))
-    running = gc.optim.RunningAverages(train_graph, momentum=0.9) if bn else None
+    opt = gc.optim.Adam(lr=gc.schedules.cosine(lr, period=epochs * steps_per_epoch), target=target)
+    running = gc.optim.RunningAverages(fn, momentum=0.9) if bn else None
     y_onehot = gc.data.one_hot(y_train, K)
     history, epoch_times = gc.diagnostics.History(), []
 
@@ -93,9 +93,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", metavar="PNG", help="write the loss and accuracy curves here (needs matplotlib)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--target", choices=sorted(gc.TARGETS), default="numpy",
+                    help="where the model and the optimizer run (default numpy)")
     args = ap.parse_args(argv)
     result = train(args.epochs, args.lr, args.batch_size, not args.no_bn, args.dropout, args.seed,
-                   not args.no_progress, args.plot)
+                   not args.no_progress, args.plot, args.target)
     h = result["history"]
     for epoch, loss, tr, te, sec in zip(h.steps("loss"), h["loss"], h["train_acc"], h["test_acc"],
                                         result["epoch_times"]):

@@ -29,9 +29,9 @@ def spiral_net(x: gc.Tensor["B", D], y: gc.Tensor["B", K],
 
 
 OPTIMIZERS = {
-    "sgd": lambda lr: gc.optim.SGD(lr),
-    "momentum": lambda lr: gc.optim.SGD(lr, momentum=0.9),
-    "adam": lambda lr: gc.optim.Adam(lr),
+    "sgd": lambda lr, target: gc.optim.SGD(lr, target=target),
+    "momentum": lambda lr, target: gc.optim.SGD(lr, momentum=0.9, target=target),
+    "adam": lambda lr, target: gc.optim.Adam(lr, target=target),
 }
 DEFAULT_LR = {"sgd": 1.0, "momentum": 0.5, "adam": 0.02}
 
@@ -45,7 +45,7 @@ def train(steps=1000, optimizer="momentum", lr=None, reg=1e-3, seed=0, progress=
     params = {"W1": gc.init.small_random((H, D), rng), "b1": gc.init.zeros(H),
               "W2": gc.init.small_random((K, H), rng), "b2": gc.init.zeros(K)}
     fn = gc.compile(spiral_net, target=target)
-    opt = OPTIMIZERS[optimizer](DEFAULT_LR[optimizer] if lr is None else lr)
+    opt = OPTIMIZERS[optimizer](DEFAULT_LR[optimizer] if lr is None else lr, target)
     history = gc.diagnostics.History()
     start = time.perf_counter()
     for step in gc.diagnostics.progress(range(steps), desc=f"spiral ({optimizer})", disable=not progress):
@@ -76,8 +76,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--plot", metavar="PNG", help="write the loss and accuracy curves here (needs matplotlib)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--target", choices=sorted(gc.TARGETS), default="numpy",
+                    help="where the model and the optimizer run (default numpy)")
     args = ap.parse_args(argv)
-    result = train(args.steps, args.optimizer, args.lr, args.reg, args.seed, not args.no_progress, args.plot)
+    result = train(args.steps, args.optimizer, args.lr, args.reg, args.seed, not args.no_progress, args.plot,
+                   args.target)
     print(f"final loss {result['loss'][-1]:.4f}, training accuracy {result['train_acc']:.2%} "
           f"({args.steps} steps in {result['seconds']:.2f} s, "
           f"{1e6 * result['seconds'] / args.steps:.0f} us per step)")

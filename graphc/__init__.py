@@ -28,6 +28,7 @@ from .nn import (                                                     # noqa: E4
 from .frontend import graph, scope, variant                           # noqa: E402
 from .autodiff import grad                                            # noqa: E402
 from .compiler import compile, CompiledGraph                          # noqa: E402
+from .targets import TARGETS                                          # noqa: E402  (names for --target)
 from .gradcheck import gradcheck                                      # noqa: E402
 from . import optim, schedules, init, data, diagnostics               # noqa: E402  (training)
 

@@ -143,6 +143,7 @@ examples:
   graphc compile model.py:mlp -o mlp_numpy.py       one graph, one file
   graphc compile model.py -o build/                 every graph, into build/
   graphc compile model.py:mlp --wrt W1,b1 --dtype float32
+  graphc compile model.py:mlp --target numba        fused loops, compiled by Numba
 """),
     "check": (run_check, "compare gradients with central differences at a random point", f"""\
 Compile each graph in float64, draw its inputs uniformly in --range at their
@@ -209,7 +210,10 @@ def build_parser():
                            help="the module's path, a directory (one module per graph), "
                                 "or '-' for stdout (default: GRAPH_graphc.py here)")
             p.add_argument("--target", choices=sorted(TARGETS), default="numpy",
-                           help="the code to write (default %(default)s)")
+                           help="numpy: one readable NumPy statement per operation; numba: fused "
+                                "loops compiled for the CPU (pip install 'graphc[numba]'); cuda: "
+                                "kernels for NVIDIA GPUs (pip install 'graphc[cuda]') "
+                                "(default %(default)s)")
             p.add_argument("--dtype", choices=DTYPES, default="float64",
                            help="floating-point type of the computation (default %(default)s)")
         if name == "render":

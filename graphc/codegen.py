@@ -51,7 +51,8 @@ def render(template, doc, aliases, dtype, inputs, wrt, outputs, functions, defin
     return _ENV.get_template(template).render(
         doc=docstring_safe(doc), dtype=dtype, definitions=list(definitions), **aliases,
         inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)), outputs=repr(tuple(outputs)), functions=fns,
-        each=[_each(f, len(outputs), len(wrt), aliases, dtype) for f in functions] if each else [])
+        each=[_each(f, len(outputs), len(wrt), aliases, dtype) for f in functions
+              if f.name == "forward" or wrt] if each else [])
 
 
 def _function(f, np_alias, dtype):

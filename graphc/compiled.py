@@ -43,6 +43,7 @@ class CompiledGraph:
         # a call with floats only goes straight to them (the wrapper would cost ~10x the work)
         self._direct = (target == "numba" and dtype == "float64" and self._per_example
                         and graph.output_kind == "single")
+        self._all_floats = (float,) * len(self.inputs)
         self._vectorises = all(n.op.elementwise or n.op.kind in ("input", "const", "alias")
                                for n in graph.nodes)
 
@@ -51,8 +52,7 @@ class CompiledGraph:
                 f"target={self.target} dtype={self.dtype}>")
 
     def _floats(self, args, kwargs):
-        return (self._direct and not kwargs and len(args) == len(self.inputs)
-                and all(type(a) is float for a in args))
+        return self._direct and not kwargs and tuple(map(type, args)) == self._all_floats
 
     def forward(self, *args, **kwargs):
         if self._floats(args, kwargs):
@@ -104,10 +104,10 @@ class CompiledGraph:
         compiled = getattr(self.module, fn + "_each", None)
         if compiled is not None:
             result = compiled(*flat)
-        elif self._vectorises:   # NumPy: the flat code is already NumPy on arrays
+        elif self._vectorises and self.target == "numpy":   # the flat code is NumPy on arrays
             call = getattr(self.module, fn)
             result = call(*flat[:len(values)], grad_out=flat[-1]) if seed is not None else call(*flat)
-        else:   # a graph of scalars with stacking inside: one call per example
+        else:   # stacking inside, or nothing to differentiate: one call per example
             call = getattr(self.module, fn)
             rows = [call(*[a[k] for a in flat[:len(values)]], **({"grad_out": flat[-1][k]} if seed is not None
                                                                    else {}))
@@ -208,4 +208,6 @@ def _reshape(result, n, shape, dtype):
     """Each leaf as an array of the per-example shape (a constant gradient is broadcast)."""
     if isinstance(result, tuple):
         return tuple(_reshape(r, n, shape, dtype) for r in result)
+    if isinstance(result, np.ndarray) and result.shape == (n,) and result.dtype == dtype:
+        return result.reshape(shape)   # a fresh array already: no copy
     return np.broadcast_to(np.asarray(result, dtype=dtype), (n,)).reshape(shape).copy()

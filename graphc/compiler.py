@@ -105,7 +105,7 @@ def generate(graph, wrt_nodes, target, dtype):
            f"backward({params}{seed_param}) -> d{out_name}/d({', '.join(w.name for w in wrt_nodes)})\n"
            f"value_and_grad({params}) -> ({_value(graph.output_names)}, gradients)\n\n"
            "Regenerate with graphc rather than editing.\n")
-    aliases = {"np": low.np, "numba": getattr(low, "numba", None)}
+    aliases = {"np": low.np, "numba": getattr(low, "numba", None), "threads": getattr(low, "threads", False)}
     return codegen.render(target.template, doc, aliases, dtype, graph.input_names,
                           [w.name for w in wrt_nodes], graph.output_names, functions, low.definitions,
                           each=target.fuses and is_scalar_graph(graph))

@@ -17,6 +17,9 @@ from .fusion import through_aliases
 from .ir import size_of
 
 PARALLEL_MIN = 1 << 15   # elements below which threads cost more than they save
+# Numba's parallel lowering writes code of its own that uses these names; a value of the
+# user's called so would shadow them, so such a graph's loops run on one thread
+PARFOR_NAMES = frozenset({"np", "numba", "range", "sched"})
 
 
 def is_large(shape):
@@ -40,12 +43,19 @@ def _paren(text):
 
 
 def _loop_head(shape, parallel, ctx):
-    lines = []
+    """The `for` lines over `shape` (an axis of size 1 needs none: its index is 0), the
+    body's indentation and the index of each axis."""
+    lines, index = [], []
+    parallel = parallel and ctx.threads
     for axis, d in enumerate(shape):
-        rng = ctx.prange if parallel and axis == 0 else ctx.range
-        lines.append("    " * axis + f"for {ctx.index_names[axis]} in {rng}({ctx.table.dimension(d, ctx)}):")
-    ctx.parallel |= parallel
-    return lines, "    " * len(shape)
+        if d == 1:
+            index.append("0")
+            continue
+        rng = ctx.prange if parallel and not lines else ctx.range
+        lines.append("    " * len(lines) + f"for {ctx.index_names[axis]} in {rng}({ctx.table.dimension(d, ctx)}):")
+        index.append(ctx.index_names[axis])
+    ctx.parallel |= parallel and bool(lines)
+    return lines, "    " * len(lines), index
 
 
 def _alloc(shape, ctx, fill="empty"):
@@ -54,18 +64,17 @@ def _alloc(shape, ctx, fill="empty"):
 
 def group_statements(group, virtual, ctx, statement):
     """Statements for a fused group: its arrays, its accumulators, then one loop nest."""
-    index = ctx.index_names[:len(group.shape)]
-    at = f"[{', '.join(index)}]"
     out = []
     for m in group.members:
         if m in group.stored:
             out.append(statement(ctx.names[m], _alloc(m.shape, ctx), f"{m.op.name}: filled by the loop"))
     for r in group.reductions:   # float32 too accumulates in float64: 0.0 is a float64
         out.append(statement(ctx.names[r], "0.0", f"{r.op.name}: accumulated by the loop"))
-    head, pad = _loop_head(group.shape, is_large(group.shape), ctx)
+    head, pad, index = _loop_head(group.shape, is_large(group.shape), ctx)
+    at = f"[{', '.join(index)}]"
     local, body = {}, []
     for m in group.members:
-        args = [_read(i, group, local, virtual, ctx) for i in m.inputs]
+        args = [_read(i, group, local, virtual, ctx, index) for i in m.inputs]
         expr = ctx.table.print_node(m, args, ctx, ctx.names[m])
         target = ctx.names[m] + at if m in group.stored else ctx.names[m]
         local[m] = target
@@ -73,7 +82,9 @@ def group_statements(group, virtual, ctx, statement):
     for r in group.reductions:
         body.append(commented(pad + f"{ctx.names[r]} += {local[through_aliases(r.inputs[0])]}", r.op.name))
     names = ", ".join(dict.fromkeys(m.op.name for m in group.members))
-    out.append(statement("", "", "", [commented(head[0], f"fused: {names}")] + head[1:] + body))
+    label = f"fused: {names}"   # every axis of size 1: no loop, the body runs once
+    lines = [commented(head[0], label)] + head[1:] if head else [f"# {label}"]
+    out.append(statement("", "", "", lines + body))
     for r in group.reductions:
         name = ctx.names[r]
         if r.op.name == "mean":
@@ -85,7 +96,7 @@ def group_statements(group, virtual, ctx, statement):
 
 
 
-def _read(node, group, local, virtual, ctx):
+def _read(node, group, local, virtual, ctx, index=None):
     """How a loop body reads `node`: a local, an array element, a scalar or a constant."""
     node = through_aliases(node)
     if node in local:
@@ -94,7 +105,8 @@ def _read(node, group, local, virtual, ctx):
         node = through_aliases(node.inputs[0])
     if node.op is ops.CONST or node.shape == ():
         return ctx.ref(node)
-    return f"{ctx.ref(node)}[{broadcast_index(node.shape, group.shape, ctx.index_names)}]"
+    index = index or ctx.index_names[:len(group.shape)]
+    return f"{ctx.ref(node)}[{broadcast_index(node.shape, group.shape, index)}]"
 
 
 def reduction(node, args, ctx, name):
@@ -103,11 +115,10 @@ def reduction(node, args, ctx, name):
     axes, keep = node.attr["axis"], node.attr["keepdims"]
     if len(axes) == src.ndim and not keep:   # to a scalar: NumPy's own (pairwise) reduction
         return f"{ctx.np}.{node.op.name}({args[0]})"
-    index = ctx.index_names[:src.ndim]
+    head, pad, index = _loop_head(src.shape, 0 not in axes and is_large(src.shape), ctx)
     kept = [("0" if keep else None) if k in axes else index[k] for k in range(src.ndim)]
     at = f"[{', '.join(i for i in kept if i is not None)}]"
     value = f"{args[0]}[{', '.join(index)}]"
-    head, pad = _loop_head(src.shape, 0 not in axes and is_large(src.shape), ctx)
     if node.op.name == "max":
         alloc = f"{ctx.np}.full({ctx.table.shape(node.shape, ctx)}, -{ctx.np}.inf, dtype={ctx.np}.{ctx.dtype})"
         body = [pad + f"if {value} > {name}{at}:", pad + f"    {name}{at} = {value}"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import fusion, ops, symbolic
+from . import fusion, loops, ops, symbolic
 from .ir import format_shape, size_of
 from .structural import CUSTOM, STOP
 
@@ -114,6 +114,7 @@ class Lowering:
                 [self.namer.fresh(f"i{k}") for k in range(6, 32)]
             self.prange = f"{self.numba}.prange"
             self.range = "range" if "range" not in self.namer.taken else self.prange
+            self.threads = not (loops.PARFOR_NAMES & set(user))
         self.dims = {}
         for node in graph.inputs:
             for axis, d in enumerate(node.shape):
@@ -208,11 +209,9 @@ class Lowering:
                 if not _is_hidden(node):
                     yield [node], [self._statement(ctx, node)]
             return
-        needed_after = {_through_aliases(n) for n in roots}
-        for anchor, items in aliases.items():
-            needed_after.add(_through_aliases(anchor))
-            needed_after.update(_through_aliases(rec.adjoint) for _, rec in items)
-        units, virtual = fusion.schedule(live, _is_hidden, needed_after)
+        # returned values are read after their loop; so is anything a statement outside the
+        # loop reads, under its own name or an alias (fusion.schedule sees those readers)
+        units, virtual = fusion.schedule(live, _is_hidden, {_through_aliases(n) for n in roots})
         for unit in units:
             if isinstance(unit, fusion.Group):
                 yield unit.members + unit.reductions, self.table.group_statements(unit, virtual, ctx, Statement)
@@ -279,6 +278,7 @@ class _Context:
         self.index_names = getattr(lowering, "index_names", None)
         self.range = getattr(lowering, "range", None)
         self.prange = getattr(lowering, "prange", None)
+        self.threads = getattr(lowering, "threads", False)
         self.parallel = False   # set by a loop that runs on several threads
         self.namer = lowering.namer          # for module-level names a target adds (kernels)
         self.definitions = lowering.definitions

@@ -49,8 +49,11 @@ class RunningAverages:
     `update(outputs)` with the training graph's outputs; pass `values` to the inference
     graph: eval_fn.forward(x, **params, **running.values)."""
 
-    def __init__(self, graph, momentum=0.9, unbiased=False, target="numpy", dtype="float64"):
-        graph = graph.graph if isinstance(graph, CompiledGraph) else graph
+    def __init__(self, graph, momentum=0.9, unbiased=False, target=None, dtype=None):
+        if isinstance(graph, CompiledGraph):   # the update runs where the model runs
+            target, dtype = target or graph.target, dtype or graph.dtype
+            graph = graph.graph
+        target, dtype = target or "numpy", dtype or "float64"
         if not graph.running:
             raise GraphError(f"graph '{graph.name}' has no running averages (no gc.batch_norm)")
         if not 0 <= momentum < 1:

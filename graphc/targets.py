@@ -13,7 +13,7 @@ import sympy as sp
 
 from . import ops, symbolic
 from .indexing import index_to_python
-from . import loops
+from . import kernels, loops
 from .loops import reduction
 
 _ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.shape\[\d+\]|\[[A-Za-z0-9_, ]*\])?|\d+(\.\d*)?(e[+-]?\d+)?)$")
@@ -153,10 +153,24 @@ NUMPY = Target("numpy", "numpy.py.j2", symbolic.NUMPY_FUNCTIONS, {
 # the rest are whole-array statements that Numba compiles (matrix products go to BLAS).
 
 def _numba_matmul(node, args, ctx, name):
-    if any(i.ndim > 2 for i in node.inputs):
-        raise NotImplementedError("the numba target multiplies vectors and matrices only, "
-                                  f"not shapes {', '.join(str(i.shape) for i in node.inputs)}")
-    return f"{atom(args[0])} @ {atom(args[1])}"
+    a, b = node.inputs
+    if a.ndim <= 2 and b.ndim <= 2:
+        return f"{atom(args[0])} @ {atom(args[1])}"
+    # stacks of matrices: Numba's @ takes two dimensions at most, so loop over the stack
+    batch = node.shape[:len(node.shape) - (a.ndim > 1) - (b.ndim > 1)]
+    index = ctx.index_names[:len(batch)]
+    lines = []
+    for axis, d in enumerate(batch):
+        lines.append("    " * axis + f"for {index[axis]} in {ctx.range}({ctx.table.dimension(d, ctx)}):")
+
+    def operand(x, text):
+        stack = x.shape[:-2] if x.ndim > 1 else ()
+        if not stack:
+            return text
+        return f"{text}[{loops.broadcast_index(stack, batch, index)}]"
+    lines.append("    " * len(batch) + f"{name}[{', '.join(index)}] = "
+                 f"{operand(a, args[0])} @ {operand(b, args[1])}")
+    return f"{ctx.np}.empty({ctx.table.shape(node.shape, ctx)}, dtype={ctx.np}.{ctx.dtype})", lines
 
 
 def _numba_broadcast(node, args, ctx, name):
@@ -179,4 +193,23 @@ NUMBA = Target("numba", "numba.py.j2", symbolic.NUMBA_FUNCTIONS, {
     "broadcast_like": _numba_broadcast,
 }, fuses=True, typed_literals=True, group_statements=loops.group_statements)
 
-TARGETS = {"numpy": NUMPY, "numba": NUMBA}
+
+# ---- CUDA (numba-cuda) -------------------------------------------------------------
+# Elementwise ops are printed inside kernels (kernels.py), as scalars, as in the Numba
+# target's loops; the rest are kernels, views or module helpers. numba-cuda compiles
+# no NumPy ufunc for exp, sqrt, abs, log1p or expm1 on the device: those are math
+# functions, also in the scalar code the host runs (and, for a graph of scalars, the
+# device too). np.sign has no device version either: kernels call the module's __sign.
+
+CUDA_FUNCTIONS = {**symbolic.NUMBA_FUNCTIONS, "exp": "math.exp", "sqrt": "math.sqrt", "Abs": "abs",
+                  "log1p": "math.log1p", "expm1": "math.expm1"}
+
+CUDA = Target("cuda", "cuda.py.j2", CUDA_FUNCTIONS, {
+    **{k: v for k, v in NUMBA.table.items() if isinstance(v, str)},   # the scalar gates
+    **kernels.TABLE,
+}, fuses=True, typed_literals=True, group_statements=kernels.group_statements)
+
+CUDA_DEVICE = Target("cuda", "cuda.py.j2", {**CUDA_FUNCTIONS, "sign": "__sign"}, CUDA.table,
+                     fuses=True, typed_literals=True)   # how kernels print their elementwise code
+
+TARGETS = {"numpy": NUMPY, "numba": NUMBA, "cuda": CUDA}

@@ -38,85 +38,85 @@ def central(f, x, h=1e-6):
 
 # ---- fan-out: the copy gate adds -------------------------------------------------------
 
-def test_fan_out_scalar():
+def test_fan_out_scalar(target):
     @gc.graph
     def f(x):
         return x * x + x
 
-    value, (g,) = gc.compile(f).value_and_grad(3.0)
+    value, (g,) = gc.compile(f, target=target).value_and_grad(3.0)
     assert value == 12.0
     assert g == 7.0                      # 2x + 1
 
 
-def test_fan_out_tensor_and_deep_reuse():
+def test_fan_out_tensor_and_deep_reuse(target):
     @gc.graph
     def f(x: gc.Tensor[4]):
         y = gc.sin(x)
         return gc.sum(y * y + y * x + gc.exp(y))
 
     x = np.array([0.1, -0.7, 1.3, 2.0])
-    fn = gc.compile(f)
+    fn = gc.compile(f, target=target)
     value, (g,) = fn.value_and_grad(x)
     s, c = np.sin(x), np.cos(x)
     assert value == pytest.approx(np.sum(s * s + s * x + np.exp(s)), rel=1e-14)
     np.testing.assert_allclose(g, 2 * s * c + c * x + s + np.exp(s) * c, rtol=1e-13)
 
 
-def test_fan_out_source_says_the_copy_gate_adds():
+def test_fan_out_source_says_the_copy_gate_adds(target):
     @gc.graph
     def f(x):
         return x * x + x
 
-    assert "copy gate adds" in gc.compile(f).source
+    assert "copy gate adds" in gc.compile(f, target=target).source
 
 
 # ---- broadcasting: gradients summed back ------------------------------------------------
 
-def test_bias_broadcast_over_rows():
+def test_bias_broadcast_over_rows(target):
     @gc.graph
     def f(X: gc.Tensor[4, 3], b: gc.Tensor[3]):
         return gc.sum(gc.tanh(X + b))
 
     X, b = rand(4, 3), rand(3)
-    value, (gX, gb) = gc.compile(f).value_and_grad(X, b)
+    value, (gX, gb) = gc.compile(f, target=target).value_and_grad(X, b)
     local = 1 - np.tanh(X + b) ** 2
     np.testing.assert_allclose(gX, local, rtol=1e-13)
     np.testing.assert_allclose(gb, local.sum(axis=0), rtol=1e-13)
     assert gb.shape == (3,)
 
 
-def test_column_broadcast_keeps_its_unit_axis():
+def test_column_broadcast_keeps_its_unit_axis(target):
     @gc.graph
     def f(a: gc.Tensor[4, 1], B: gc.Tensor[4, 3]):
         return gc.sum((a * B) ** 2)
 
     a, B = rand(4, 1), rand(4, 3)
-    _, (ga, gB) = gc.compile(f).value_and_grad(a, B)
+    _, (ga, gB) = gc.compile(f, target=target).value_and_grad(a, B)
     assert ga.shape == (4, 1) and gB.shape == (4, 3)
     np.testing.assert_allclose(ga, np.sum(2 * a * B * B, axis=1, keepdims=True), rtol=1e-13)
     np.testing.assert_allclose(gB, 2 * a * a * B, rtol=1e-13)
 
 
-def test_scalar_broadcast_against_a_matrix():
+def test_scalar_broadcast_against_a_matrix(target):
     @gc.graph
     def f(s, M: gc.Tensor[2, 3]):
         return gc.sum(gc.sin(s * M - s))
 
     s, M = 0.7, rand(2, 3)
-    _, (gs, gM) = gc.compile(f).value_and_grad(s, M)
+    _, (gs, gM) = gc.compile(f, target=target).value_and_grad(s, M)
     c = np.cos(s * M - s)
     assert isinstance(gs, float)
     assert gs == pytest.approx(np.sum(c * (M - 1)), rel=1e-13)
     np.testing.assert_allclose(gM, c * s, rtol=1e-13)
 
 
-def test_both_sides_broadcast():
+def test_both_sides_broadcast(target):
     @gc.graph
     def f(r: gc.Tensor[1, 3], c: gc.Tensor[2, 1]):
         return gc.sum(r * c + r / (c * c + 1))
 
     r, c = rand(1, 3), rand(2, 1)
-    _, (gr, gc_) = gc.compile(f).value_and_grad(r, c)
+    _, (gr, gc_) = gc.compile(f, target=target).value_and_grad(r, c)
     objective_r = lambda v: np.sum(v * c + v / (c * c + 1))  # noqa: E731
     objective_c = lambda v: np.sum(r * v + r / (v * v + 1))  # noqa: E731
     np.testing.assert_allclose(gr, central(objective_r, r), rtol=1e-6, atol=1e-9)
@@ -125,69 +125,69 @@ def test_both_sides_broadcast():
 
 # ---- matmul -------------------------------------------------------------------------------
 
-def _projected(graph_fn, *arrays):
+def _projected(graph_fn, *arrays, target="numpy"):
     """value, grads of a non-scalar output through a random seed; and the seed."""
-    fn = gc.compile(graph_fn)
+    fn = gc.compile(graph_fn, target=target)
     out = fn.forward(*arrays)
     seed = RNG.standard_normal(np.shape(out))
     return out, fn.backward(*arrays, grad_out=seed), seed
 
 
-def test_matrix_at_vector():
+def test_matrix_at_vector(target):
     @gc.graph
     def f(A: gc.Tensor[3, 4], v: gc.Tensor[4]):
         return A @ v
 
     A, v = rand(3, 4), rand(4)
-    out, (gA, gv), g = _projected(f, A, v)
+    out, (gA, gv), g = _projected(f, A, v, target=target)
     np.testing.assert_allclose(out, A @ v, rtol=1e-13)
     np.testing.assert_allclose(gA, np.outer(g, v), rtol=1e-13)
     np.testing.assert_allclose(gv, A.T @ g, rtol=1e-13)
 
 
-def test_vector_at_matrix():
+def test_vector_at_matrix(target):
     @gc.graph
     def f(v: gc.Tensor[4], A: gc.Tensor[4, 3]):
         return v @ A
 
     v, A = rand(4), rand(4, 3)
-    out, (gv, gA), g = _projected(f, v, A)
+    out, (gv, gA), g = _projected(f, v, A, target=target)
     np.testing.assert_allclose(out, v @ A, rtol=1e-13)
     np.testing.assert_allclose(gv, A @ g, rtol=1e-13)
     np.testing.assert_allclose(gA, np.outer(v, g), rtol=1e-13)
 
 
-def test_vector_at_vector():
+def test_vector_at_vector(target):
     @gc.graph
     def f(u: gc.Tensor[5], v: gc.Tensor[5]):
         return u @ v
 
     u, v = rand(5), rand(5)
-    value, (gu, gv) = gc.compile(f).value_and_grad(u, v)
+    value, (gu, gv) = gc.compile(f, target=target).value_and_grad(u, v)
     assert value == pytest.approx(u @ v, rel=1e-13)
     np.testing.assert_allclose(gu, v, rtol=1e-15)
     np.testing.assert_allclose(gv, u, rtol=1e-15)
 
 
-def test_batched_matmul_3d_at_2d():
+def test_batched_matmul_3d_at_2d(target):
     @gc.graph
     def f(X: gc.Tensor[2, 3, 4], W: gc.Tensor[4, 5]):
         return X @ W
 
     X, W = rand(2, 3, 4), rand(4, 5)
-    out, (gX, gW), g = _projected(f, X, W)
+    out, (gX, gW), g = _projected(f, X, W, target=target)
     np.testing.assert_allclose(out, X @ W, rtol=1e-13)
     np.testing.assert_allclose(gX, g @ W.T, rtol=1e-13)
     np.testing.assert_allclose(gW, np.einsum("bij,bik->jk", X, g), rtol=1e-12)
 
 
-def test_batched_vector_at_3d():
+def test_batched_vector_at_3d(target):
     @gc.graph
     def f(v: gc.Tensor[4], X: gc.Tensor[2, 4, 3]):
         return gc.sum(gc.tanh(v @ X))
 
     v, X = rand(4), rand(2, 4, 3)
-    _, (gv, gX) = gc.compile(f).value_and_grad(v, X)
+    _, (gv, gX) = gc.compile(f, target=target).value_and_grad(v, X)
     np.testing.assert_allclose(gv, central(lambda a: np.sum(np.tanh(a @ X)), v), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(gX, central(lambda a: np.sum(np.tanh(v @ a)), X), rtol=1e-6, atol=1e-9)
 
@@ -195,7 +195,7 @@ def test_batched_vector_at_3d():
 @pytest.mark.parametrize("shapes", [((3, 4), (2, 4, 5)), ((1, 3, 4), (2, 4, 5)),
                                     ((2, 1, 3, 4), (3, 4, 5)), ((2, 3, 4), (4,))],
                          ids=["2d@3d", "batch 1 vs 2", "4d@3d", "3d@vector"])
-def test_matmul_batch_broadcasting(shapes):
+def test_matmul_batch_broadcasting(shapes, target):
     sa, sb = shapes
 
     @gc.graph
@@ -203,14 +203,14 @@ def test_matmul_batch_broadcasting(shapes):
         return gc.sum(gc.sin(a @ b))
 
     a, b = rand(*sa), rand(*sb)
-    value, (ga, gb) = gc.compile(f).value_and_grad(a, b)
+    value, (ga, gb) = gc.compile(f, target=target).value_and_grad(a, b)
     assert value == pytest.approx(np.sum(np.sin(a @ b)), rel=1e-13)
     assert ga.shape == sa and gb.shape == sb
     np.testing.assert_allclose(ga, central(lambda v: np.sum(np.sin(v @ b)), a), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(gb, central(lambda v: np.sum(np.sin(a @ v)), b), rtol=1e-6, atol=1e-9)
 
 
-def test_wx_norm_lecture_numbers():
+def test_wx_norm_lecture_numbers(target):
     @gc.graph
     def f(W: gc.Tensor[2, 2], x: gc.Tensor[2]):
         q = W @ x
@@ -218,7 +218,7 @@ def test_wx_norm_lecture_numbers():
 
     W = np.array([[0.1, 0.5], [-0.3, 0.8]])
     x = np.array([0.2, 0.4])
-    value, (gW, gx) = gc.compile(f).value_and_grad(W, x)
+    value, (gW, gx) = gc.compile(f, target=target).value_and_grad(W, x)
     assert value == pytest.approx(0.116)
     np.testing.assert_allclose(gW, [[0.088, 0.176], [0.104, 0.208]], atol=1e-12)
     np.testing.assert_allclose(gx, [-0.112, 0.636], atol=1e-12)
@@ -236,7 +236,7 @@ AXES = [None, 0, 1, 2, -1, (0, 2), (1, 2), (0, 1, 2)]
 @pytest.mark.parametrize("keepdims", [False, True], ids=["drop", "keep"])
 @pytest.mark.parametrize("axis", AXES, ids=[str(a) for a in AXES])
 @pytest.mark.parametrize("kind", sorted(REDUCTIONS))
-def test_sum_and_mean_over_axes(kind, axis, keepdims):
+def test_sum_and_mean_over_axes(kind, axis, keepdims, target):
     ours, theirs = REDUCTIONS[kind]
 
     @gc.graph
@@ -244,7 +244,7 @@ def test_sum_and_mean_over_axes(kind, axis, keepdims):
         return ours(x, axis, keepdims=keepdims)
 
     x = rand(2, 3, 4)
-    out, (gx,), g = _projected(f, x)
+    out, (gx,), g = _projected(f, x, target=target)
     expected = theirs(x, axis=axis, keepdims=keepdims)
     assert np.shape(out) == expected.shape
     np.testing.assert_allclose(out, expected, rtol=1e-13)
@@ -258,13 +258,13 @@ def test_sum_and_mean_over_axes(kind, axis, keepdims):
 
 @pytest.mark.parametrize("keepdims", [False, True], ids=["drop", "keep"])
 @pytest.mark.parametrize("axis", AXES, ids=[str(a) for a in AXES])
-def test_max_over_axes(axis, keepdims):
+def test_max_over_axes(axis, keepdims, target):
     @gc.graph
     def f(x: gc.Tensor[2, 3, 4]):
         return gc.max(x, axis, keepdims=keepdims)
 
     x = RNG.permutation(24).reshape(2, 3, 4) * 0.5   # distinct: one winner per slice
-    out, (gx,), g = _projected(f, x)
+    out, (gx,), g = _projected(f, x, target=target)
     expected = np.max(x, axis=axis, keepdims=keepdims)
     np.testing.assert_allclose(out, expected)
     ax = tuple(range(3)) if axis is None else axis
@@ -274,19 +274,19 @@ def test_max_over_axes(axis, keepdims):
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_reductions_over_a_symbolic_dimension(batch):
+def test_reductions_over_a_symbolic_dimension(batch, target):
     @gc.graph
     def f(x: gc.Tensor["B", 4]):
         return gc.sum(gc.mean(x, axis=0) * gc.max(x, axis=0)) + gc.mean(x) * gc.sum(x[:, 1:3])
 
     x = RNG.permutation(4 * batch).reshape(batch, 4) * 0.3 - 1.0
     objective = lambda v: np.sum(v.mean(0) * v.max(0)) + v.mean() * v[:, 1:3].sum()  # noqa: E731
-    value, (gx,) = gc.compile(f).value_and_grad(x)
+    value, (gx,) = gc.compile(f, target=target).value_and_grad(x)
     assert value == pytest.approx(objective(x), rel=1e-13)
     np.testing.assert_allclose(gx, central(objective, x), rtol=1e-6, atol=1e-9)
 
 
-def test_max_ties_share_the_gradient():
+def test_max_ties_share_the_gradient(target):
     @gc.graph
     def f(x: gc.Tensor[3, 4]):
         return gc.max(x, axis=1)
@@ -295,7 +295,7 @@ def test_max_ties_share_the_gradient():
                   [2.0, 2.0, 2.0, 2.0],
                   [5.0, -1.0, 4.0, 4.5]])
     g = np.array([2.0, -1.0, 0.5])
-    fn = gc.compile(f)
+    fn = gc.compile(f, target=target)
     np.testing.assert_array_equal(fn.forward(x), [3.0, 2.0, 5.0])
     (gx,) = fn.backward(x, grad_out=g)
     np.testing.assert_allclose(gx, [[0.0, 1.0, 1.0, 0.0],
@@ -304,13 +304,13 @@ def test_max_ties_share_the_gradient():
     np.testing.assert_allclose(gx.sum(axis=1), g, rtol=1e-15)   # the total equals the upstream
 
 
-def test_max_ties_over_everything():
+def test_max_ties_over_everything(target):
     @gc.graph
     def f(x: gc.Tensor[2, 3]):
         return 3.0 * gc.max(x)
 
     x = np.array([[1.0, 7.0, 7.0], [7.0, 0.0, -2.0]])
-    value, (gx,) = gc.compile(f).value_and_grad(x)
+    value, (gx,) = gc.compile(f, target=target).value_and_grad(x)
     assert value == 21.0
     np.testing.assert_allclose(gx, [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], rtol=1e-15)
     assert gx.sum() == pytest.approx(3.0)
@@ -318,13 +318,13 @@ def test_max_ties_over_everything():
 
 # ---- reshape ------------------------------------------------------------------------------
 
-def test_reshape_with_minus_one():
+def test_reshape_with_minus_one(target):
     @gc.graph
     def f(x: gc.Tensor[2, 6], w: gc.Tensor[3]):
         return gc.sum(gc.tanh(gc.reshape(x, (-1, 3))) * w)
 
     x, w = rand(2, 6), rand(3)
-    value, (gx, gw) = gc.compile(f).value_and_grad(x, w)
+    value, (gx, gw) = gc.compile(f, target=target).value_and_grad(x, w)
     t = np.tanh(x.reshape(-1, 3))
     assert value == pytest.approx(np.sum(t * w), rel=1e-13)
     np.testing.assert_allclose(gx, ((1 - t ** 2) * w).reshape(2, 6), rtol=1e-13)
@@ -337,7 +337,7 @@ def _reshaped_model(x, w):
 
 
 @pytest.mark.parametrize("batch", [1, 2, 5])
-def test_reshape_with_a_symbolic_dimension(batch):
+def test_reshape_with_a_symbolic_dimension(batch, target):
     shapes = {}
 
     @gc.graph
@@ -349,7 +349,7 @@ def test_reshape_with_a_symbolic_dimension(batch):
 
     assert [str(d) for d in shapes["h"]] == ["2*B", "3"]
     x, w = rand(batch, 6), rand(3)
-    value, (gx, gw) = gc.compile(f).value_and_grad(x, w)
+    value, (gx, gw) = gc.compile(f, target=target).value_and_grad(x, w)
     assert value == pytest.approx(_reshaped_model(x, w), rel=1e-13)
     assert gx.shape == (batch, 6)
     np.testing.assert_allclose(gx, central(lambda v: _reshaped_model(v, w), x), rtol=1e-6, atol=1e-9)
@@ -371,7 +371,7 @@ INDICES = {
 
 
 @pytest.mark.parametrize("name", sorted(INDICES))
-def test_getitem(name):
+def test_getitem(name, target):
     index = INDICES[name]
 
     @gc.graph
@@ -379,20 +379,20 @@ def test_getitem(name):
         return x[index]
 
     x = rand(3, 4, 5)
-    out, (gx,), g = _projected(f, x)
+    out, (gx,), g = _projected(f, x, target=target)
     np.testing.assert_array_equal(out, x[index])
     expected = np.zeros_like(x)
     expected[index] = g                      # basic indexing: each element at most once
     np.testing.assert_array_equal(gx, expected)
 
 
-def test_overlapping_slices_add():
+def test_overlapping_slices_add(target):
     @gc.graph
     def f(x: gc.Tensor[5]):
         return gc.sum(x[1:4] * x[:3]) + x[-1] * x[0]
 
     x = rand(5)
-    _, (gx,) = gc.compile(f).value_and_grad(x)
+    _, (gx,) = gc.compile(f, target=target).value_and_grad(x)
     expected = np.zeros(5)
     expected[1:4] += x[:3]
     expected[:3] += x[1:4]
@@ -404,13 +404,13 @@ def test_overlapping_slices_add():
 # ---- concatenate and stack -------------------------------------------------------------------
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
-def test_concatenate(axis):
+def test_concatenate(axis, target):
     @gc.graph
     def f(a: gc.Tensor[2, 3], b: gc.Tensor[2, 3], c: gc.Tensor[2, 3]):
         return gc.concatenate([a, b * 2.0, c], axis=axis)
 
     a, b, c = rand(2, 3), rand(2, 3), rand(2, 3)
-    out, (ga, gb, gc_), g = _projected(f, a, b, c)
+    out, (ga, gb, gc_), g = _projected(f, a, b, c, target=target)
     np.testing.assert_allclose(out, np.concatenate([a, 2 * b, c], axis=axis))
     parts = np.split(g, 3, axis=axis)
     np.testing.assert_array_equal(ga, parts[0])
@@ -418,26 +418,26 @@ def test_concatenate(axis):
     np.testing.assert_array_equal(gc_, parts[2])
 
 
-def test_concatenate_unequal_sizes():
+def test_concatenate_unequal_sizes(target):
     @gc.graph
     def f(a: gc.Tensor[1, 2], b: gc.Tensor[3, 2]):
         return gc.concatenate([a, b, a])
 
     a, b = rand(1, 2), rand(3, 2)
-    out, (ga, gb), g = _projected(f, a, b)
+    out, (ga, gb), g = _projected(f, a, b, target=target)
     np.testing.assert_allclose(out, np.concatenate([a, b, a]))
     np.testing.assert_allclose(ga, g[:1] + g[4:], rtol=1e-15)   # used twice: the copy gate adds
     np.testing.assert_array_equal(gb, g[1:4])
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, -1])
-def test_stack(axis):
+def test_stack(axis, target):
     @gc.graph
     def f(a: gc.Tensor[2, 3], b: gc.Tensor[2, 3]):
         return gc.stack([gc.exp(a), b], axis=axis)
 
     a, b = rand(2, 3), rand(2, 3)
-    out, (ga, gb), g = _projected(f, a, b)
+    out, (ga, gb), g = _projected(f, a, b, target=target)
     np.testing.assert_allclose(out, np.stack([np.exp(a), b], axis=axis))
     ga_up, gb_up = (np.take(g, k, axis=axis) for k in (0, 1))
     np.testing.assert_allclose(ga, ga_up * np.exp(a), rtol=1e-14)
@@ -446,14 +446,14 @@ def test_stack(axis):
 
 # ---- where, stop_gradient, unused inputs -------------------------------------------------------
 
-def test_where_with_masks_from_comparisons():
+def test_where_with_masks_from_comparisons(target):
     @gc.graph
     def f(x: gc.Tensor[6], y: gc.Tensor[6]):
         return gc.sum(gc.where(x > y, x * y, x - y) + gc.where(x <= 0.0, y * y, 0.0 * y))
 
     x = np.array([1.0, -2.0, 0.5, -0.3, 2.0, -1.0])
     y = np.array([0.2, 1.0, 0.9, -0.8, 2.5, -3.0])
-    value, (gx, gy) = gc.compile(f).value_and_grad(x, y)
+    value, (gx, gy) = gc.compile(f, target=target).value_and_grad(x, y)
     m, n = x > y, x <= 0
     assert value == pytest.approx(np.sum(np.where(m, x * y, x - y) + np.where(n, y * y, 0.0)))
     np.testing.assert_allclose(gx, np.where(m, y, 1.0), rtol=1e-15)
@@ -472,7 +472,7 @@ CONSTANT_VALUED = {
 
 
 @pytest.mark.parametrize("name", sorted(CONSTANT_VALUED))
-def test_python_constants_that_make_a_tensor_constant(name):
+def test_python_constants_that_make_a_tensor_constant(name, target):
     """0 * x keeps x's shape, and its gradient contribution is zeros, not an error."""
     build, value_of, grad_of = CONSTANT_VALUED[name]
 
@@ -481,38 +481,38 @@ def test_python_constants_that_make_a_tensor_constant(name):
         return gc.sum(build(x) * x)
 
     x = np.array([1.0, -2.0, 3.0])
-    value, (gx,) = gc.compile(f).value_and_grad(x)
+    value, (gx,) = gc.compile(f, target=target).value_and_grad(x)
     assert value == pytest.approx(np.sum(value_of(x) * x))
     np.testing.assert_allclose(gx, grad_of(x), rtol=1e-15)
 
 
-def test_relu_vector_lecture_numbers():
+def test_relu_vector_lecture_numbers(target):
     @gc.graph
     def f(x: gc.Tensor[4]):
         return gc.relu(x)
 
-    (gx,) = gc.compile(f).backward(np.array([1.0, -2.0, 3.0, -1.0]), grad_out=np.array([4.0, -1.0, 5.0, 9.0]))
+    (gx,) = gc.compile(f, target=target).backward(np.array([1.0, -2.0, 3.0, -1.0]), grad_out=np.array([4.0, -1.0, 5.0, 9.0]))
     np.testing.assert_array_equal(gx, [4.0, 0.0, 5.0, 0.0])
 
 
-def test_stop_gradient():
+def test_stop_gradient(target):
     @gc.graph
     def f(x: gc.Tensor[3]):
         return gc.sum(x * gc.stop_gradient(x) + gc.stop_gradient(gc.exp(x)))
 
     x = np.array([0.5, -1.0, 2.0])
-    value, (gx,) = gc.compile(f).value_and_grad(x)
+    value, (gx,) = gc.compile(f, target=target).value_and_grad(x)
     assert value == pytest.approx(np.sum(x * x + np.exp(x)))
     np.testing.assert_allclose(gx, x, rtol=1e-15)      # not 2x + exp(x)
 
 
-def test_inputs_the_output_ignores_get_zeros_of_their_shape():
+def test_inputs_the_output_ignores_get_zeros_of_their_shape(target):
     @gc.graph
     def f(x: gc.Tensor[3], unused: gc.Tensor[2, 4], s, only_stopped: gc.Tensor[3]):
         return gc.sum(x * x * gc.stop_gradient(only_stopped))
 
     x, u, s, o = rand(3), rand(2, 4), 0.5, rand(3)
-    fn = gc.compile(f)
+    fn = gc.compile(f, target=target)
     value, (gx, gu, gs, go) = fn.value_and_grad(x, u, s, o)
     np.testing.assert_allclose(gx, 2 * x * o, rtol=1e-15)
     assert np.shape(gu) == (2, 4) and np.all(gu == 0.0)
@@ -520,17 +520,17 @@ def test_inputs_the_output_ignores_get_zeros_of_their_shape():
     assert np.shape(go) == (3,) and np.all(go == 0.0)
 
 
-def test_wrt_subset():
+def test_wrt_subset(target):
     @gc.graph(wrt=("b",))
     def f(a: gc.Tensor[3], b: gc.Tensor[3]):
         return gc.sum(a * gc.sin(b))
 
     a, b = rand(3), rand(3)
-    fn = gc.compile(f)
+    fn = gc.compile(f, target=target)
     assert fn.wrt == ("b",)
     _, (gb,) = fn.value_and_grad(a, b)
     np.testing.assert_allclose(gb, a * np.cos(b), rtol=1e-15)
-    _, (ga,) = gc.compile(f, wrt="a").value_and_grad(a, b)
+    _, (ga,) = gc.compile(f, wrt="a", target=target).value_and_grad(a, b)
     np.testing.assert_allclose(ga, np.sin(b), rtol=1e-15)
 
 
@@ -549,27 +549,27 @@ def _hessian_by_hand(x, y):
     return np.array([[fxx, fxy], [fxy, fyy]])
 
 
-def test_grad_graph_computes_the_gradient():
+def test_grad_graph_computes_the_gradient(target):
     df = gc.grad(poly)
     assert isinstance(df, gc.Graph)
     assert df.output_names == ("grad_x", "grad_y")
     x, y = 0.8, -1.3
-    gx, gy = gc.compile(df).forward(x, y)
+    gx, gy = gc.compile(df, target=target).forward(x, y)
     assert gx == pytest.approx(2 * x * y + np.cos(x) * y ** 3, rel=1e-14)
     assert gy == pytest.approx(x ** 2 + 3 * np.sin(x) * y ** 2, rel=1e-14)
 
 
-def test_hessian_entries():
+def test_hessian_entries(target):
     x, y = 0.8, -1.3
     H = _hessian_by_hand(x, y)
     df = gc.grad(poly)
     # the first output of the gradient graph is grad_x: differentiating it gives row 0
     d2 = gc.grad(df)
-    fxx, fxy = gc.compile(d2).forward(x, y)
+    fxx, fxy = gc.compile(d2, target=target).forward(x, y)
     assert fxx == pytest.approx(H[0, 0], rel=1e-13)
     assert fxy == pytest.approx(H[0, 1], rel=1e-13)
     # compiling the gradient graph differentiates grad_x as well
-    (gx, gy), (hxx, hxy) = gc.compile(df).value_and_grad(x, y)
+    (gx, gy), (hxx, hxy) = gc.compile(df, target=target).value_and_grad(x, y)
     assert (hxx, hxy) == pytest.approx((H[0, 0], H[0, 1]), rel=1e-13)
 
     # row 1: a graph picking grad_y, differentiated again
@@ -577,16 +577,16 @@ def test_hessian_entries():
     def dfdy(x, y):
         return df(x, y)[1]
 
-    _, (hyx, hyy) = gc.compile(dfdy).value_and_grad(x, y)
+    _, (hyx, hyy) = gc.compile(dfdy, target=target).value_and_grad(x, y)
     assert hyx == pytest.approx(H[1, 0], rel=1e-13)
     assert hyy == pytest.approx(H[1, 1], rel=1e-13)
 
 
-def test_third_derivative():
+def test_third_derivative(target):
     # d3/dx3 (x^2 y + sin(x) y^3) = -cos(x) y^3
     d3 = gc.grad(gc.grad(gc.grad(poly, wrt="x"), wrt="x"), wrt="x")
     x, y = 0.3, 1.7
-    assert gc.compile(d3).forward(x, y) == pytest.approx(-np.cos(x) * y ** 3, rel=1e-13)
+    assert gc.compile(d3, target=target).forward(x, y) == pytest.approx(-np.cos(x) * y ** 3, rel=1e-13)
 
 
 def _f3(x):
@@ -607,7 +607,7 @@ def _hessian_f3(x):
     return H
 
 
-def test_hessian_vector_product():
+def test_hessian_vector_product(target):
     df = gc.grad(f3)
 
     @gc.graph
@@ -616,23 +616,23 @@ def test_hessian_vector_product():
 
     x = np.array([0.4, -1.1, 0.9])
     v = np.array([1.5, 0.25, -2.0])
-    fn = gc.compile(hvp, wrt="x")
+    fn = gc.compile(hvp, wrt="x", target=target)
     value, (Hv,) = fn.value_and_grad(x, v)
     gradient = 3 * x ** 2 + np.array([x[1] * x[2], x[0] * x[2], x[0] * x[1]]) + np.cos(x)
     assert value == pytest.approx(gradient @ v, rel=1e-13)
     np.testing.assert_allclose(Hv, _hessian_f3(x) @ v, rtol=1e-13)
     # and d/dv of g.v is the gradient itself
-    _, (gx, gv) = gc.compile(hvp).value_and_grad(x, v)
+    _, (gx, gv) = gc.compile(hvp, target=target).value_and_grad(x, v)
     np.testing.assert_allclose(gv, gradient, rtol=1e-13)
     np.testing.assert_allclose(gx, Hv, rtol=1e-13)
 
 
-def test_hessian_vector_product_by_seeding_the_gradient_graph():
+def test_hessian_vector_product_by_seeding_the_gradient_graph(target):
     """backward of the gradient graph, seeded with v, is H v as well."""
     df = gc.grad(f3)
     x = np.array([0.4, -1.1, 0.9])
     v = np.array([1.5, 0.25, -2.0])
-    (Hv,) = gc.compile(df).backward(x, grad_out=v)
+    (Hv,) = gc.compile(df, target=target).backward(x, grad_out=v)
     np.testing.assert_allclose(Hv, _hessian_f3(x) @ v, rtol=1e-13)
 
 
@@ -678,7 +678,7 @@ SECOND_ORDER = {
 
 
 @pytest.mark.parametrize("name", sorted(SECOND_ORDER))
-def test_hessian_vector_product_through_structural_ops(name):
+def test_hessian_vector_product_through_structural_ops(name, target):
     body, grad_by_hand = SECOND_ORDER[name]
 
     @gc.graph
@@ -693,14 +693,14 @@ def test_hessian_vector_product_through_structural_ops(name):
 
     x = np.array([0.7, -0.4, 1.1])
     v = np.array([0.3, -1.2, 0.8])
-    value, (Hv,) = gc.compile(hvp, wrt="x").value_and_grad(x, A43, v)
+    value, (Hv,) = gc.compile(hvp, wrt="x", target=target).value_and_grad(x, A43, v)
     assert value == pytest.approx(grad_by_hand(x) @ v, rel=1e-12)
     h = 1e-5
     expected = (grad_by_hand(x + h * v) - grad_by_hand(x - h * v)) / (2 * h)
     np.testing.assert_allclose(Hv, expected, rtol=1e-6, atol=1e-8)
 
 
-def test_full_hessian_by_rows():
+def test_full_hessian_by_rows(target):
     df = gc.grad(f3)
     x = np.array([0.4, -1.1, 0.9])
     rows = []
@@ -708,7 +708,7 @@ def test_full_hessian_by_rows():
         @gc.graph(name=f"row{k}")
         def row(x: gc.Tensor[3]):
             return df(x)[k]
-        rows.append(gc.compile(row).value_and_grad(x)[1][0])
+        rows.append(gc.compile(row, target=target).value_and_grad(x)[1][0])
     np.testing.assert_allclose(np.array(rows), _hessian_f3(x), rtol=1e-13)
 
 

@@ -246,16 +246,22 @@ def reference_grads(name, case, arrays, seed, wrt):
 
 
 @pytest.fixture(scope="module")
-def compiled():
-    """Compiled graphs, one per (op, dtype, wrt), shared by this module's tests."""
+def compiled_on():
+    """Compiled graphs, one per (op, target, dtype, wrt), shared by this module's tests."""
     cache = {}
 
-    def get(name, dtype="float64", wrt=None):
-        key = (name, dtype, None if wrt is None else tuple(wrt))
+    def get(name, target, dtype="float64", wrt=None):
+        key = (name, target, dtype, None if wrt is None else tuple(wrt))
         if key not in cache:
-            cache[key] = gc.compile(build_graph(name, OPS[name]), dtype=dtype, wrt=wrt)
+            cache[key] = gc.compile(build_graph(name, OPS[name]), target=target, dtype=dtype, wrt=wrt)
         return cache[key]
     return get
+
+
+@pytest.fixture
+def compiled(compiled_on, target):
+    """The same, on the target this test runs on (every test here runs on every target)."""
+    return lambda name, dtype="float64", wrt=None: compiled_on(name, target, dtype, wrt)
 
 
 # ---- the table covers the registry ----------------------------------------------------
@@ -381,7 +387,7 @@ def test_float32_stays_float32(name, compiled):
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "exp", "mul", "sum", "max"])
-def test_float32_scalar_graph_stays_float32(name):
+def test_float32_scalar_graph_stays_float32(name, target):
     """Scalar inputs and Python constants must not promote float32 to float64."""
     fn_of = {
         "sigmoid": lambda x: gc.sigmoid(x * 0.5 + 1.25),
@@ -395,7 +401,7 @@ def test_float32_scalar_graph_stays_float32(name):
     def f(x):
         return fn_of(x)
 
-    fn = gc.compile(f, dtype="float32")
+    fn = gc.compile(f, dtype="float32", target=target)
     value, (g,) = fn.value_and_grad(0.7)
     assert isinstance(value, np.float32), type(value)
     assert isinstance(g, np.float32), type(g)
@@ -403,14 +409,14 @@ def test_float32_scalar_graph_stays_float32(name):
 
 # ---- the ops tested through other ops -----------------------------------------------------
 
-def test_python_constants():
+def test_python_constants(target):
     """const: Python numbers (ints and floats, either side of an operator)."""
     @gc.graph
     def f(x: gc.Tensor[3]):
         return gc.sum(2 * x ** 3 - x / 4.0 + 1.5 - 3 / x)
 
     x = np.array([0.5, -1.25, 2.0])
-    fn = gc.compile(f)
+    fn = gc.compile(f, target=target)
     assert any(n.op.name == "const" for n in f.nodes)
     value, (g,) = fn.value_and_grad(x)
     assert value == pytest.approx(np.sum(2 * x ** 3 - x / 4.0 + 1.5 - 3 / x), rel=1e-14)
@@ -429,25 +435,25 @@ def test_inputs_are_the_graph_parameters():
     assert f.inputs[1].shape[1] == 2 and str(f.inputs[1].shape[0]) == "B"
 
 
-def test_custom_vjp_rule_replaces_the_derived_gradient():
+def test_custom_vjp_rule_replaces_the_derived_gradient(target):
     """custom_vjp: the rule is what backward computes, not autodiff through the value."""
     @gc.graph
     def f(x: gc.Tensor[3]):
         return gc.sum(structural.with_vjp(gc.sin(x), (x,), lambda g, x: (g * 3.0,), "three"))
 
     x = np.array([0.1, 0.2, 0.3])
-    value, (g,) = gc.compile(f).value_and_grad(x)
+    value, (g,) = gc.compile(f, target=target).value_and_grad(x)
     assert value == pytest.approx(np.sum(np.sin(x)))
     np.testing.assert_array_equal(g, [3.0, 3.0, 3.0])
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
-def test_softplus_gradient_is_accurate_far_left(dtype, rtol):
+def test_softplus_gradient_is_accurate_far_left(dtype, rtol, target):
     """softplus' = sigmoid(x) keeps its relative accuracy where softplus(x) is tiny."""
     @gc.graph
     def f(x: gc.Tensor[6]):
         return gc.sum(gc.softplus(x))
 
     x = np.array([-40.0, -30.0, -17.0, -12.0, 3.0, 30.0])
-    _, (g,) = gc.compile(f, dtype=dtype).value_and_grad(x)
+    _, (g,) = gc.compile(f, dtype=dtype, target=target).value_and_grad(x)
     np.testing.assert_allclose(g, 1.0 / (1.0 + np.exp(-x)), rtol=rtol)

@@ -32,52 +32,52 @@ def steps(opt, p0, grads):
 
 # ---- hand-computed steps --------------------------------------------------------------------
 
-def test_sgd_by_hand():
+def test_sgd_by_hand(target):
     # p = 1, g = 0.5 then 0.25: p - lr * g
-    assert steps(gc.optim.SGD(lr=0.1), 1.0, [0.5, 0.25]) == pytest.approx([0.95, 0.925], abs=1e-15)
+    assert steps(gc.optim.SGD(lr=0.1, target=target), 1.0, [0.5, 0.25]) == pytest.approx([0.95, 0.925], abs=1e-15)
 
 
-def test_momentum_by_hand():
+def test_momentum_by_hand(target):
     # v = 0.9 v + g: v1 = 0.5, p1 = 1 - 0.1 * 0.5 = 0.95; v2 = 0.45 + 0.5 = 0.95, p2 = 0.95 - 0.095 = 0.855
-    assert steps(gc.optim.SGD(lr=0.1, momentum=0.9), 1.0, [0.5, 0.5]) == pytest.approx([0.95, 0.855], abs=1e-15)
+    assert steps(gc.optim.SGD(lr=0.1, momentum=0.9, target=target), 1.0, [0.5, 0.5]) == pytest.approx([0.95, 0.855], abs=1e-15)
 
 
-def test_nesterov_by_hand():
+def test_nesterov_by_hand(target):
     # v1 = 0.5, p1 = 1 - 0.1 * (0.5 + 0.9 * 0.5) = 0.905; v2 = 0.95, p2 = 0.905 - 0.1 * (0.5 + 0.855) = 0.7695
-    opt = gc.optim.SGD(lr=0.1, momentum=0.9, nesterov=True)
+    opt = gc.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, target=target)
     assert steps(opt, 1.0, [0.5, 0.5]) == pytest.approx([0.905, 0.7695], abs=1e-15)
 
 
-def test_weight_decay_by_hand():
+def test_weight_decay_by_hand(target):
     # the gradient gains 0.1 * p: g1 = 0.5 + 0.1 = 0.6, p1 = 1 - 0.06 = 0.94; g2 = 0.5 + 0.094, p2 = 0.94 - 0.0594
-    assert steps(gc.optim.SGD(lr=0.1, weight_decay=0.1), 1.0, [0.5, 0.5]) == pytest.approx([0.94, 0.8806], abs=1e-15)
+    assert steps(gc.optim.SGD(lr=0.1, weight_decay=0.1, target=target), 1.0, [0.5, 0.5]) == pytest.approx([0.94, 0.8806], abs=1e-15)
 
 
-def test_adagrad_by_hand():
+def test_adagrad_by_hand(target):
     # cache1 = 0.25, p1 = 1 - 0.1 * 0.5 / 0.5 = 0.9; cache2 = 0.25 + 1 = 1.25, p2 = 0.9 - 0.1 * 1 / sqrt(1.25)
-    opt = gc.optim.AdaGrad(lr=0.1, eps=0.0)
+    opt = gc.optim.AdaGrad(lr=0.1, eps=0.0, target=target)
     assert steps(opt, 1.0, [0.5, 1.0]) == pytest.approx([0.9, 0.9 - 0.1 / math.sqrt(1.25)], abs=1e-15)
 
 
-def test_rmsprop_by_hand():
+def test_rmsprop_by_hand(target):
     # cache1 = 0.1 * 0.25 = 0.025, p1 = 1 - 0.01 * 0.5 / sqrt(0.025)
     # cache2 = 0.9 * 0.025 + 0.1 * 1 = 0.1225 = 0.35**2, p2 = p1 - 0.01 * 1 / 0.35
-    opt = gc.optim.RMSProp(lr=0.01, decay=0.9, eps=0.0)
+    opt = gc.optim.RMSProp(lr=0.01, decay=0.9, eps=0.0, target=target)
     p1 = 1 - 0.01 * 0.5 / math.sqrt(0.025)
     assert steps(opt, 1.0, [0.5, 1.0]) == pytest.approx([p1, p1 - 0.01 / 0.35], abs=1e-15)
 
 
-def test_adam_by_hand():
+def test_adam_by_hand(target):
     # step 1: m = 0.05, v = 0.00025, mt = 0.5, vt = 0.25: p1 = 1 - 0.1 * 0.5 / 0.5 = 0.9
     # step 2 (g = 1): m = 0.145, v = 0.00124975; mt = 0.145 / 0.19, vt = 0.00124975 / 0.001999
-    opt = gc.optim.Adam(lr=0.1, eps=0.0)
+    opt = gc.optim.Adam(lr=0.1, eps=0.0, target=target)
     mt, vt = 0.145 / 0.19, 0.00124975 / (1 - 0.999 ** 2)
     assert steps(opt, 1.0, [0.5, 1.0]) == pytest.approx([0.9, 0.9 - 0.1 * mt / math.sqrt(vt)], abs=1e-14)
 
 
-def test_adamw_decays_the_weights_before_the_step():
+def test_adamw_decays_the_weights_before_the_step(target):
     # p * (1 - lr * wd) = 0.99, then Adam's first step of -lr * sign(g)
-    opt = gc.optim.AdamW(lr=0.1, weight_decay=0.1, eps=0.0)
+    opt = gc.optim.AdamW(lr=0.1, weight_decay=0.1, eps=0.0, target=target)
     assert steps(opt, 1.0, [0.5]) == pytest.approx([0.89], abs=1e-15)
 
 
@@ -105,26 +105,26 @@ def _reference(kind, p, grads, lr, **h):
 
 
 @pytest.mark.parametrize("kind, opt", [
-    ("momentum", lambda: gc.optim.SGD(lr=0.05, momentum=0.8)),
-    ("adagrad", lambda: gc.optim.AdaGrad(lr=0.05, eps=1e-10)),
-    ("rmsprop", lambda: gc.optim.RMSProp(lr=0.01, decay=0.9, eps=1e-8)),
-    ("adam", lambda: gc.optim.Adam(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-8)),
+    ("momentum", lambda t: gc.optim.SGD(lr=0.05, momentum=0.8, target=t)),
+    ("adagrad", lambda t: gc.optim.AdaGrad(lr=0.05, eps=1e-10, target=t)),
+    ("rmsprop", lambda t: gc.optim.RMSProp(lr=0.01, decay=0.9, eps=1e-8, target=t)),
+    ("adam", lambda t: gc.optim.Adam(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-8, target=t)),
 ])
-def test_many_steps_follow_the_lecture_formulas(kind, opt):
+def test_many_steps_follow_the_lecture_formulas(kind, opt, target):
     rng = np.random.default_rng(1)
     p0, grads = rng.standard_normal(7), rng.standard_normal((30, 7))
     h = {"rho": 0.8, "eps": {"adagrad": 1e-10}.get(kind, 1e-8), "decay": 0.9, "b1": 0.8, "b2": 0.99}
     expected = _reference(kind, p0, grads, {"momentum": 0.05, "adagrad": 0.05}.get(kind, 0.01), **h)
-    np.testing.assert_allclose(steps(opt(), p0, grads), expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(steps(opt(target), p0, grads), expected, rtol=1e-12, atol=1e-14)
 
 
-def test_lecture_gradient_descent_on_a_parabola():
+def test_lecture_gradient_descent_on_a_parabola(target):
     @gc.graph
     def parabola(w):
         return (w + 5) ** 2
 
-    fn = gc.compile(parabola)
-    params, opt, path = {"w": np.array(3.0)}, gc.optim.SGD(lr=0.02), []
+    fn = gc.compile(parabola, target=target)
+    params, opt, path = {"w": np.array(3.0)}, gc.optim.SGD(lr=0.02, target=target), []
     for _ in range(175):
         opt.step(params, fn.backward(**params))
         path.append(float(params["w"]))
@@ -165,13 +165,13 @@ def _quadratic(seed):
 @needs_torch
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name, ours, theirs", CONFIGS, ids=lambda v: v if isinstance(v, str) else None)
-def test_same_trajectory_as_torch_optim(name, ours, theirs, dtype):
+def test_same_trajectory_as_torch_optim(name, ours, theirs, dtype, target):
     grad_of = _quadratic(0)
     rng = np.random.default_rng(1)
     start = {"W": rng.standard_normal((3, 5)).astype(dtype), "b": rng.standard_normal(4).astype(dtype)}
     params = {k: v.copy() for k, v in start.items()}
     tparams = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
-    opt = getattr(gc.optim, name)(**ours)
+    opt = getattr(gc.optim, name)(**ours, target=target)
     topt = getattr(torch.optim, TORCH_NAMES[name])(list(tparams.values()), **theirs)
     for _ in range(40):
         opt.step(params, grad_of(params))
@@ -258,9 +258,9 @@ def test_bad_hyperparameters():
         gc.optim.SGD(lr=0.1, target="fortran").step({"a": np.ones(1)}, (np.ones(1),))
 
 
-def test_float32_parameters_get_a_float32_rule():
+def test_float32_parameters_get_a_float32_rule(target):
     params = {"w": np.ones(3, dtype=np.float32)}
-    opt = gc.optim.Adam(lr=0.1)
+    opt = gc.optim.Adam(lr=0.1, target=target)
     opt.step(params, (np.ones(3, dtype=np.float32),))
     assert opt.compile(params).dtype == "float32"
     assert params["w"].dtype == np.float32 and opt.state["w"]["m"].dtype == np.float32
@@ -313,8 +313,8 @@ def test_running_averages_by_hand():
 
 
 @needs_torch
-def test_running_averages_match_torch_batch_norm():
-    fn = gc.compile(bn_layer)
+def test_running_averages_match_torch_batch_norm(target):
+    fn = gc.compile(bn_layer, target=target)
     rng = np.random.default_rng(0)
     gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
     running = gc.optim.RunningAverages(fn, momentum=0.9, unbiased=True)
@@ -327,7 +327,7 @@ def test_running_averages_match_torch_batch_norm():
     np.testing.assert_allclose(running.values["bn1_mean"], rm.numpy(), rtol=1e-13)
     np.testing.assert_allclose(running.values["bn1_var"], rv.numpy(), rtol=1e-13)
     x = rng.standard_normal((4, 3))
-    inference = gc.compile(gc.variant(bn_layer, train=False)).forward(x, gamma, beta, **running.values)
+    inference = gc.compile(gc.variant(bn_layer, train=False), target=target).forward(x, gamma, beta, **running.values)
     expected = torch.nn.functional.batch_norm(torch.tensor(x), rm, rv, torch.tensor(gamma), torch.tensor(beta),
                                               training=False)
     np.testing.assert_allclose(inference, expected.numpy(), rtol=1e-12)

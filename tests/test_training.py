@@ -78,8 +78,8 @@ def test_layers_added_inputs_are_not_differentiated_by_default():
     assert gc.variant(net, train=False).wrt is None
 
 
-def test_a_whole_training_step_checks_against_central_differences():
-    fn = gc.compile(classifier)
+def test_a_whole_training_step_checks_against_central_differences(target):
+    fn = gc.compile(classifier, target=target)
     rng = np.random.default_rng(0)
     inputs = {"x": rng.standard_normal((5, 4)), "y": gc.data.one_hot(rng.integers(0, 3, 5), 3),
               "W": rng.standard_normal((6, 4)), "b": rng.standard_normal(6),
@@ -113,8 +113,8 @@ def drop(x: gc.Tensor["B", 100], *, train=True):
     return gc.dropout(x, 0.3, train=train)
 
 
-def test_dropout_mask_statistics():
-    fn = gc.compile(drop)
+def test_dropout_mask_statistics(target):
+    fn = gc.compile(drop, target=target)
     x = np.ones((200, 100))
     y = fn.forward(x, **gc.data.noise(fn, np.random.default_rng(0), B=200))
     kept = y != 0
@@ -124,8 +124,8 @@ def test_dropout_mask_statistics():
     assert abs(y.mean() - 1.0) < 4 * np.sqrt(0.3 / 0.7 / n)          # so the mean is unchanged
 
 
-def test_dropout_gradient_flows_through_kept_units_only():
-    fn = gc.compile(drop)
+def test_dropout_gradient_flows_through_kept_units_only(target):
+    fn = gc.compile(drop, target=target)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 100))
     noise = gc.data.noise(fn, rng, B=3)
@@ -136,8 +136,8 @@ def test_dropout_gradient_flows_through_kept_units_only():
     np.testing.assert_allclose(dx[kept], g[kept] / 0.7, rtol=1e-15)
 
 
-def test_dropout_is_the_identity_at_inference_and_reproducible_from_a_seed():
-    fn, fn_eval = gc.compile(drop), gc.compile(gc.variant(drop, train=False))
+def test_dropout_is_the_identity_at_inference_and_reproducible_from_a_seed(target):
+    fn, fn_eval = gc.compile(drop, target=target), gc.compile(gc.variant(drop, train=False), target=target)
     x = np.random.default_rng(2).standard_normal((4, 100))
     np.testing.assert_array_equal(fn_eval.forward(x), x)
     first = fn.forward(x, **gc.data.noise(fn, np.random.default_rng(7), B=4))
@@ -177,9 +177,9 @@ def _bn_point(seed=0, rows=8):
     return 3 * rng.standard_normal((rows, 5)) + 2, rng.uniform(0.5, 2, 5), rng.standard_normal(5)
 
 
-def test_batch_norm_forward_uses_the_batch_statistics():
+def test_batch_norm_forward_uses_the_batch_statistics(target):
     x, gamma, beta = _bn_point()
-    out = gc.compile(bn).forward(x, gamma, beta)
+    out = gc.compile(bn, target=target).forward(x, gamma, beta)
     y, mu, var = _bn_reference(x, gamma, beta)
     np.testing.assert_allclose(out["L"], y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out["bn1_mean"], mu, rtol=1e-13)
@@ -187,27 +187,27 @@ def test_batch_norm_forward_uses_the_batch_statistics():
     np.testing.assert_allclose(out["L"].mean(axis=0), beta, atol=1e-12)
 
 
-def test_batch_norm_gradients_against_central_differences():
-    fn = gc.compile(bn)
+def test_batch_norm_gradients_against_central_differences(target):
+    fn = gc.compile(bn, target=target)
     for seed, rows in ((0, 8), (1, 2), (2, 33)):
         x, gamma, beta = _bn_point(seed, rows)
         result = gc.gradcheck(fn, [x, gamma, beta], max_elements=200)
         assert result.ok, str(result)
 
 
-def test_batch_norm_inference_uses_the_running_averages():
+def test_batch_norm_inference_uses_the_running_averages(target):
     x, gamma, beta = _bn_point()
     mean, var = np.linspace(-1, 1, 5), np.linspace(0.5, 2, 5)
-    out = gc.compile(gc.variant(bn, train=False)).forward(x, gamma, beta, bn1_mean=mean, bn1_var=var)
+    out = gc.compile(gc.variant(bn, train=False), target=target).forward(x, gamma, beta, bn1_mean=mean, bn1_var=var)
     np.testing.assert_allclose(out, gamma * (x - mean) / np.sqrt(var + 1e-5) + beta, rtol=1e-13)
 
 
 @needs_torch
 @pytest.mark.parametrize("rows", [2, 16])
-def test_batch_norm_matches_torch_in_training_mode(rows):
+def test_batch_norm_matches_torch_in_training_mode(rows, target):
     x, gamma, beta = _bn_point(3, rows)
     upstream = np.random.default_rng(4).standard_normal((rows, 5))
-    out, (dx, dgamma, dbeta) = gc.compile(bn).value_and_grad(x, gamma, beta, grad_out=upstream)
+    out, (dx, dgamma, dbeta) = gc.compile(bn, target=target).value_and_grad(x, gamma, beta, grad_out=upstream)
     tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
     ty = torch.nn.functional.batch_norm(tx, None, None, tg, tb, training=True, eps=1e-5)
     ty.backward(torch.tensor(upstream))
@@ -228,12 +228,12 @@ def test_two_batch_norms_are_numbered_and_names_can_be_given():
 
 # ---- maxout and the penalties -------------------------------------------------------------------------
 
-def test_maxout_takes_the_largest_of_each_group_and_routes_its_gradient():
+def test_maxout_takes_the_largest_of_each_group_and_routes_its_gradient(target):
     @gc.graph
     def m(z: gc.Tensor["B", 6]):
         return gc.maxout(z, 3)
 
-    fn = gc.compile(m)
+    fn = gc.compile(m, target=target)
     z = np.array([[1.0, 5.0, 2.0, -1.0, -3.0, -2.0]])
     np.testing.assert_array_equal(fn.forward(z), [[5.0, -1.0]])
     (dz,) = fn.backward(z, grad_out=np.array([[10.0, 20.0]]))
@@ -248,13 +248,13 @@ def test_maxout_takes_the_largest_of_each_group_and_routes_its_gradient():
         gc.graph(bad)
 
 
-def test_l2_and_l1_penalties():
+def test_l2_and_l1_penalties(target):
     @gc.graph
     def penalties(w: gc.Tensor[2, 2]):
         return 0.1 * gc.l2(w) + 0.01 * gc.l1(w)
 
     w = np.array([[1.0, -2.0], [0.5, -0.25]])
-    value, (dw,) = gc.compile(penalties).value_and_grad(w)
+    value, (dw,) = gc.compile(penalties, target=target).value_and_grad(w)
     assert value == pytest.approx(0.1 * 0.5 * np.sum(w * w) + 0.01 * np.sum(np.abs(w)), rel=1e-15)
     np.testing.assert_allclose(dw, 0.1 * w + 0.01 * np.sign(w), rtol=1e-15)
 
@@ -262,7 +262,7 @@ def test_l2_and_l1_penalties():
     def scaled_twice(w: gc.Tensor[2, 2]):   # constant factors of constant factors
         return 3 * (0.1 * gc.l2(w))
 
-    (dw,) = gc.compile(scaled_twice).backward(w)
+    (dw,) = gc.compile(scaled_twice, target=target).backward(w)
     np.testing.assert_allclose(dw, 0.3 * w, rtol=1e-15)
 
 

@@ -13,8 +13,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 has = {name: importlib.util.find_spec(name) is not None for name in ("sklearn", "matplotlib")}
 
 
-def test_spiral_two_layer_relu_net_reaches_97_percent():
-    result = example("train_spiral").train(steps=1000, optimizer="momentum")
+def test_spiral_two_layer_relu_net_reaches_97_percent(target):
+    result = example("train_spiral").train(steps=1000, optimizer="momentum", target=target)
     assert result["train_acc"] >= 0.97
     assert result["loss"][-1] < 0.35 < result["loss"][0]
     assert 0 <= result["dead_relu"] < 1
@@ -26,8 +26,8 @@ def test_spiral_with_adam():
 
 
 @pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")
-def test_digits_mlp_reaches_96_percent_test_accuracy():
-    result = example("train_digits").train(epochs=10)
+def test_digits_mlp_reaches_96_percent_test_accuracy(target):
+    result = example("train_digits").train(epochs=10, target=target)
     assert result["test_acc"] >= 0.96
     assert result["seconds_per_epoch"] > 0
 

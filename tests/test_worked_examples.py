@@ -15,16 +15,16 @@ EXAMPLE_FILES = ("circuit", "neuron", "relu_vector", "wx_norm", "gradient_descen
                  "two_layer_sigmoid", "softmax_ce", "init_table", "mlp")
 
 
-def test_circuit():
-    fn = gc.compile(example("circuit").circuit)
+def test_circuit(target):
+    fn = gc.compile(example("circuit").circuit, target=target)
     f, grads = fn.value_and_grad(-2.0, 5.0, -4.0)
     assert f == -12.0
     assert grads == (-4.0, -4.0, 3.0)
     assert fn.backward(x=-2.0, y=5.0, z=-4.0) == (-4.0, -4.0, 3.0)
 
 
-def test_neuron():
-    fn = gc.compile(example("neuron").neuron)
+def test_neuron(target):
+    fn = gc.compile(example("neuron").neuron, target=target)
     assert fn.inputs == fn.wrt == ("w0", "x0", "w1", "x1", "w2")
     assert fn.forward(2.0, -1.0, -3.0, -2.0, -3.0) == pytest.approx(0.7310585786300049, abs=1e-15)
     value, grads = fn.value_and_grad(2.0, -1.0, -3.0, -2.0, -3.0)
@@ -32,8 +32,8 @@ def test_neuron():
     assert grads == pytest.approx((-0.19661, 0.39322, -0.39322, -0.58984, 0.19661), abs=5e-6)
 
 
-def test_relu_vector_with_upstream_gradient():
-    fn = gc.compile(example("relu_vector").relu_vector)
+def test_relu_vector_with_upstream_gradient(target):
+    fn = gc.compile(example("relu_vector").relu_vector, target=target)
     x = np.array([1.0, -2.0, 3.0, -1.0])
     (dx,) = fn.backward(x, grad_out=np.array([4.0, -1.0, 5.0, 9.0]))
     np.testing.assert_array_equal(dx, [4.0, 0.0, 5.0, 0.0])
@@ -42,8 +42,8 @@ def test_relu_vector_with_upstream_gradient():
         fn.backward(x)
 
 
-def test_wx_norm():
-    fn = gc.compile(example("wx_norm").wx_norm)
+def test_wx_norm(target):
+    fn = gc.compile(example("wx_norm").wx_norm, target=target)
     f, (dW, dx) = fn.value_and_grad(np.array([[0.1, 0.5], [-0.3, 0.8]]), np.array([0.2, 0.4]))
     assert f == pytest.approx(0.116, abs=1e-12)
     np.testing.assert_allclose(dW, [[0.088, 0.176], [0.104, 0.208]], atol=1e-12)
@@ -58,8 +58,8 @@ def test_gradient_descent():
     assert path[174] == pytest.approx(-5 + 8 * 0.96 ** 175, abs=1e-9)
 
 
-def test_two_layer_sigmoid():
-    fn = gc.compile(example("two_layer_sigmoid").two_layer_sigmoid)
+def test_two_layer_sigmoid(target):
+    fn = gc.compile(example("two_layer_sigmoid").two_layer_sigmoid, target=target)
     assert fn.outputs == ("y", "z1", "dsigma_z1")
     outputs, grads = fn.value_and_grad(3.0, 1.0, -2.0, 0.5, 0.7)
     assert outputs["z1"] == 1.0
@@ -76,8 +76,8 @@ def _softmax(a):
 
 
 @pytest.mark.parametrize("rows", [1, 3, 16])
-def test_softmax_cross_entropy_gradient_is_p_minus_y(rows):
-    fn = gc.compile(example("softmax_ce").softmax_ce)
+def test_softmax_cross_entropy_gradient_is_p_minus_y(rows, target):
+    fn = gc.compile(example("softmax_ce").softmax_ce, target=target)
     assert fn.wrt == ("a",)
     rng = np.random.default_rng(rows)
     a = 3 * rng.standard_normal((rows, 5))
@@ -88,13 +88,13 @@ def test_softmax_cross_entropy_gradient_is_p_minus_y(rows):
     np.testing.assert_allclose(da, (p - y) / rows, rtol=1e-12, atol=1e-15)
 
 
-def test_softmax_cross_entropy_one_row_is_exactly_p_minus_y():
+def test_softmax_cross_entropy_one_row_is_exactly_p_minus_y(target):
     @gc.graph(wrt=("a",))
     def ce(a: gc.Tensor[4], y: gc.Tensor[4]):
         return gc.softmax_cross_entropy(a, y)
 
     a, y = np.array([1.0, -2.0, 0.5, 3.0]), np.array([0.0, 0.0, 1.0, 0.0])
-    (da,) = gc.compile(ce).backward(a, y)
+    (da,) = gc.compile(ce, target=target).backward(a, y)
     np.testing.assert_allclose(da, _softmax(a) - y, rtol=1e-12, atol=1e-15)
 
 
@@ -131,9 +131,9 @@ def test_init_table_xavier(init_table):
     assert all(b < a for a, b in zip(xavier, xavier[1:]))
 
 
-def test_mlp_symbolic_batch_and_parameter_gradients():
+def test_mlp_symbolic_batch_and_parameter_gradients(target):
     m = example("mlp")
-    fn = gc.compile(m.mlp)
+    fn = gc.compile(m.mlp, target=target)
     assert fn.wrt == ("W1", "b1", "W2", "b2")
     rng = np.random.default_rng(0)
     params = m.init_params(rng)
@@ -165,8 +165,8 @@ def test_mlp_sgd_lowers_the_loss():
     ("two_layer_sigmoid", "two_layer_sigmoid", (3.0, 1.0, -2.0, 0.5, 0.7)),
     ("gradient_descent", "parabola", (3.0,)),
 ])
-def test_lecture_gradients_match_central_differences(name, graph, inputs):
-    result = gc.gradcheck(gc.compile(getattr(example(name), graph)), inputs)
+def test_lecture_gradients_match_central_differences(name, graph, inputs, target):
+    result = gc.gradcheck(gc.compile(getattr(example(name), graph), target=target), inputs)
     assert result.ok, str(result)
 
 

@@ -1,0 +1,153 @@
+"""Time to first result: one MLP training step in a fresh process, cold and warm caches.
+
+    python bench/startup.py [--target numba] [--quick] [--peers torch,jax]
+
+Each row is a new Python process, timed from its start to the loss of the first step of the
+784-256-128-10 MLP (batch 128, float32; forward and backward; bench/mlp.py's model and data):
+- graphc, cold: an empty cache directory (GRAPHC_CACHE_DIR), so graphc traces, differentiates,
+  generates and writes the module and the target compiles it (Numba: to machine code);
+- graphc, warm: the same again, with the module and Numba's compiled code on disk;
+- the generated module imported on its own (warm): what a deployed training script pays, with
+  no graphc, SymPy or Jinja2 imported;
+- torch.compile (cold and warm Inductor cache) and JAX jit, where installed;
+- `python -c "import numpy"`: the floor every row pays.
+Rows are medians of several runs (a cold row empties its cache before each run).
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import _common as C
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def child(mode, target):
+    """In the fresh process: build and run one step, print the loss."""
+    sys.path.insert(0, HERE)
+    import numpy as np
+    import mlp as M
+    x, y, labels, params = M.make_data()
+    if mode == "graphc":
+        import graphc as gc
+        fn = gc.compile(gc.graph(C.mlp, wrt=M.NAMES), target=target, dtype="float32")
+        loss, grads = fn.value_and_grad(x, y, **params)
+        print(fn.path)
+    elif mode == "module":
+        import importlib.util
+        path = os.environ["BENCH_MODULE"]
+        spec = importlib.util.spec_from_file_location("mlp_graphc", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        loss, grads = module.value_and_grad(x, y, *(params[n] for n in M.NAMES))
+    elif mode == "torch":
+        import torch
+        import torch.nn.functional as F
+        xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
+        p = [torch.from_numpy(params[n].copy()).requires_grad_() for n in M.NAMES]
+
+        @torch.compile
+        def loss_fn(W1, b1, W2, b2, W3, b3):
+            h1 = torch.relu(F.linear(xt, W1, b1))
+            h2 = torch.relu(F.linear(h1, W2, b2))
+            return F.cross_entropy(F.linear(h2, W3, b3), lt)
+        out = loss_fn(*p)
+        out.backward()
+        loss = float(out)
+    elif mode == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def loss_fn(p, x, y):
+            W1, b1, W2, b2, W3, b3 = p
+            h1 = jax.nn.relu(x @ W1.T + b1)
+            h2 = jax.nn.relu(h1 @ W2.T + b2)
+            return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(h2 @ W3.T + b3), axis=1))
+        loss, grads = jax.jit(jax.value_and_grad(loss_fn))([params[n] for n in M.NAMES], x, y)
+        loss = float(loss)
+    elif mode == "numpy":
+        loss = 0.0
+    print(f"loss {float(loss):.5f}")
+
+
+def timed(mode, target, env, runs, before=None):
+    """Median wall seconds of `runs` fresh processes (calling `before` ahead of each)."""
+    times, out = [], ""
+    for _ in range(runs):
+        if before:
+            before()
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--target", target]
+        if mode == "numpy":
+            cmd = [sys.executable, "-c", "import numpy"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
+        times.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise RuntimeError((proc.stderr.strip().splitlines() or ["no output"])[-1])
+        out = proc.stdout
+    return statistics.median(times), out
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child(argv[1], argv[3] if len(argv) > 3 else "numba")
+        return 0
+    p = C.parser(__doc__)
+    p.set_defaults(target="numba")
+    args = p.parse_args(argv)
+    runs = 1 if args.quick else 3
+    work = tempfile.mkdtemp(prefix="graphc-startup-")
+    cache = os.path.join(work, "graphc")
+    env = {"GRAPHC_CACHE_DIR": cache}
+
+    def empty(path):
+        return lambda: shutil.rmtree(path, ignore_errors=True)
+
+    rows, notes = [], []
+    try:
+        t, _ = timed("numpy", args.target, env, runs)
+        rows.append(("python -c 'import numpy' (the floor)", t))
+        t, _ = timed("graphc", args.target, env, runs, before=empty(cache))
+        rows.append((f"graphc ({args.target}), cold cache", t))
+        t, out = timed("graphc", args.target, env, runs)
+        rows.append((f"graphc ({args.target}), warm cache", t))
+        module_path = out.splitlines()[0]
+        t, _ = timed("module", args.target, {**env, "BENCH_MODULE": module_path}, runs)
+        rows.append((f"generated module imported alone ({args.target}), warm cache", t))
+        for name in [p for p in args.peers.split(",") if p]:
+            label, module = C.PEERS.get(name, (name, name))
+            if C.importlib.util.find_spec(module) is None:
+                notes.append(f"skipped {label}: {module} is not installed")
+                continue
+            try:
+                if name == "torch":
+                    inductor = {"TORCHINDUCTOR_CACHE_DIR": os.path.join(work, "inductor")}
+                    t, _ = timed("torch", args.target, inductor, runs, before=empty(inductor["TORCHINDUCTOR_CACHE_DIR"]))
+                    rows.append(("torch.compile, cold Inductor cache", t))
+                    t, _ = timed("torch", args.target, inductor, runs)
+                    rows.append(("torch.compile, warm Inductor cache", t))
+                else:
+                    t, _ = timed("jax", args.target, {}, runs)
+                    rows.append(("JAX jit", t))
+            except RuntimeError as e:
+                notes.append(f"skipped {label}: failed: {e}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"Time to the first training step of the 784-256-128-10 MLP in a fresh process ({C.machine_line()})\n")
+    C.table(["process", "seconds", "vs graphc warm"],
+            [[label, f"{t:.2f}", f"{t / rows[2][1]:.2f}x"] for label, t in rows])
+    for note in notes:
+        print(note)
+    print(f"\nMeasured: median wall time of {runs} fresh process(es) per row, from spawning Python to the "
+          "first loss (forward and backward).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The numba target's own promises: fused loops, no float64 in float32 code, Numba's
+on-disk cache, per-example calls of graphs of scalars (on every target), and clear errors.
+(Every other test that takes the `target` fixture runs on numba too.)"""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import compiler
+
+pytest.importorskip("numba")
+
+
+def _function(source, name):
+    """The text of one generated function."""
+    start = source.index(f"def {name}(")
+    end = source.find("\n\n\n", start)
+    return source[start:end if end > 0 else None]
+
+
+@gc.graph
+def chain(x: gc.Tensor["N"], a, b):
+    return gc.sum(gc.tanh(gc.sigmoid(x * a + b) * x) ** 2)
+
+
+@gc.graph
+def neuron(w0, x0, w1, x1, w2):
+    return gc.sigmoid(w0 * x0 + w1 * x1 + w2)
+
+
+def test_an_elementwise_chain_and_its_gradient_are_one_loop():
+    fn = gc.compile(chain, target="numba")
+    body = _function(fn.source, "__value_and_grad")
+    assert body.count(" for ") == 1, body
+    # the only array written is the gradient returned; the sums are accumulators
+    assert re.findall(r"(\w+) = np\.empty", body) == ["grad_x"], body
+    assert "L += " in body and "grad_a += " in body
+    x = np.random.default_rng(0).standard_normal(10_000)
+    value, grads = fn.value_and_grad(x, 0.5, -0.25)
+    ref_value, ref_grads = gc.compile(chain).value_and_grad(x, 0.5, -0.25)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12 * np.max(np.abs(r)))
+
+
+def test_large_loops_run_on_threads_small_ones_do_not():
+    assert "parallel=True" in gc.compile(chain, target="numba").source   # N is symbolic
+
+    @gc.graph
+    def small(x: gc.Tensor[4, 3]):
+        return gc.sum(gc.exp(x))
+    assert "parallel=True" not in gc.compile(small, target="numba").source
+
+
+def test_float32_code_has_no_float64_literal():
+    fn = gc.compile(chain, target="numba", dtype="float32")
+    for name in ("__forward", "__backward", "__value_and_grad"):
+        body = _function(fn.source, name)
+        # every number in an expression is typed; 0.0 starts a float64 accumulator on purpose
+        code = [line.split("#")[0] for line in body.splitlines()[1:]]
+        bare = [c for c in code if re.search(r"(?<![\w.(])\d+\.\d+(?!\))", c) and "= 0.0" not in c]
+        assert not bare, bare
+    x = np.linspace(-1, 1, 50, dtype=np.float32)
+    value, grads = fn.value_and_grad(x, 0.5, -0.25)
+    assert isinstance(value, np.float32) and all(g.dtype == np.float32 for g in np.atleast_1d(*grads))
+
+
+def test_reductions_over_axes_and_size_one_axes():
+    @gc.graph
+    def f(x: gc.Tensor["B", 1, 4]):
+        m = gc.max(x, axis=2, keepdims=True)
+        return gc.sum(gc.mean(gc.exp(x - m), axis=0) * 2.0)
+
+    x = np.random.default_rng(1).standard_normal((6, 1, 4))
+    got = gc.compile(f, target="numba").value_and_grad(x)
+    want = gc.compile(f).value_and_grad(x)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    np.testing.assert_allclose(got[1][0], want[1][0], rtol=1e-12, atol=1e-15)
+    assert "range(1)" not in gc.compile(f, target="numba").source
+
+
+def test_the_module_runs_without_graphc_and_fills_numbas_cache(tmp_path):
+    path = tmp_path / "neuron_graphc.py"
+    gc.compile(neuron, target="numba", path=path)
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["graphc"] = None
+        import neuron_graphc as m
+        value, grads = m.value_and_grad(2.0, -1.0, -3.0, -2.0, -3.0)
+        print(repr(value), repr(grads[0]))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0.7310585786300049", "-0.19661193324148185"]
+    cached = os.listdir(tmp_path / "__pycache__")
+    assert any(name.endswith(".nbi") for name in cached), cached   # Numba's index: a second run loads
+
+
+def test_same_graph_same_bytes():
+    assert gc.compile(chain, target="numba").source == gc.compile(chain, target="numba").source
+
+
+def test_user_names_cannot_shadow_the_loop_machinery():
+    @gc.graph
+    def f(i: gc.Tensor[40000], numba: gc.Tensor[40000], np, range):
+        return gc.sum(gc.tanh(i * numba + np) * range)
+
+    args = [np.linspace(-1, 1, 40000), np.linspace(0, 2, 40000), 0.3, 1.5]
+    fn = gc.compile(f, target="numba")
+    assert "import numba as numba_1" in fn.source and "numba_1.prange" in fn.source
+    # Numba's own parallel code uses the names np, numba and range: this graph runs on one thread
+    assert "parallel=True" not in fn.source
+    got, want = fn.value_and_grad(*args), gc.compile(f).value_and_grad(*args)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+
+
+def test_a_call_with_floats_goes_straight_to_the_compiled_function():
+    fn = gc.compile(neuron, target="numba")
+    value, grads = fn.value_and_grad(2.0, -1.0, -3.0, -2.0, -3.0)
+    assert type(value) is float and all(type(g) is float for g in grads)
+    assert fn.forward(2.0, -1.0, -3.0, -2.0, -3.0) == value
+    # anything else takes the checked path, with the same results
+    assert fn.value_and_grad(2, -1, -3, -2, -3.0) == (value, grads)
+    with pytest.raises(gc.GraphError, match="missing input"):
+        fn.value_and_grad(2.0, -1.0)
+
+
+# ---- per example, on every target ------------------------------------------------------------
+
+def test_a_graph_of_scalars_runs_once_per_example(target):
+    fn = gc.compile(neuron, target=target)
+    rng = np.random.default_rng(2)
+    w0, x0 = rng.standard_normal((3, 4)), rng.standard_normal(4)   # broadcast with the scalars
+    value, grads = fn.value_and_grad(w0, x0, -3.0, -2.0, -3.0)
+    assert value.shape == (3, 4) and all(g.shape == (3, 4) for g in grads)
+    for i in range(3):
+        for j in range(4):
+            v, g = fn.value_and_grad(float(w0[i, j]), float(x0[j]), -3.0, -2.0, -3.0)
+            assert value[i, j] == pytest.approx(v, rel=1e-14)
+            np.testing.assert_allclose([gk[i, j] for gk in grads], g, rtol=1e-14)
+    np.testing.assert_allclose(fn.forward(w0, x0, -3.0, -2.0, -3.0), value, rtol=1e-15)
+    seed = rng.standard_normal((3, 4))
+    scaled = fn.backward(w0, x0, -3.0, -2.0, -3.0, grad_out=seed)
+    for g, s in zip(scaled, grads):
+        np.testing.assert_allclose(g, s * seed, rtol=1e-14)
+    value2, grads2 = fn.value_and_grad(w0, x0, -3.0, -2.0, -3.0, grad_out=seed)
+    np.testing.assert_allclose(value2, value, rtol=1e-15)
+    np.testing.assert_allclose(grads2[0], grads[0] * seed, rtol=1e-14)
+
+
+def test_per_example_float32(target):
+    fn = gc.compile(neuron, target=target, dtype="float32")
+    value, grads = fn.value_and_grad(np.linspace(-1, 1, 5), 0.5, -3.0, -2.0, -3.0)
+    assert value.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+
+
+def test_per_example_constant_gradient_is_broadcast(target):
+    @gc.graph
+    def f(x, y):
+        return x * 2.0 + y
+
+    value, (gx, gy) = gc.compile(f, target=target).value_and_grad(np.arange(3.0), 1.0)
+    np.testing.assert_array_equal(value, [1.0, 3.0, 5.0])
+    np.testing.assert_array_equal(gx, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(gy, [1.0, 1.0, 1.0])
+
+
+def test_per_example_arrays_must_broadcast(target):
+    fn = gc.compile(neuron, target=target)
+    with pytest.raises(gc.GraphError, match="do not broadcast together.*w0: \\(3,\\).*x0: \\(4,\\)"):
+        fn.value_and_grad(np.ones(3), np.ones(4), 1.0, 1.0, 1.0)
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+def test_missing_runtime_is_a_clear_error(monkeypatch):
+    real = compiler.importlib.util.find_spec
+    monkeypatch.setattr(compiler.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "scipy" else real(name, *a))
+    with pytest.raises(gc.GraphError, match=r"numba target needs the Python package 'scipy'.*graphc\[numba\]"):
+        gc.compile(neuron, target="numba")
