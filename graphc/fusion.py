@@ -16,8 +16,6 @@ only fused loops read is never materialised: the loops index its source.
 """
 from __future__ import annotations
 
-from . import ops
-
 
 def through_aliases(node):
     while node.op.kind == "alias":
@@ -97,8 +95,7 @@ def schedule(live, hidden, needed_after):
             continue
         src = through_aliases(node.inputs[0]) if node.inputs else None
         group = group_of.get(src)
-        if is_folded_reduction(node) and group is not None and not group.closed \
-                and src in group.members and node.op is not ops.CONST:
+        if is_folded_reduction(node) and group is not None and not group.closed and src in group.members:
             group.reductions.append(node)
             group_of[node] = group
             continue

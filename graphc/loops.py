@@ -23,8 +23,14 @@ PARFOR_NAMES = frozenset({"np", "numba", "range", "sched"})
 
 
 def is_large(shape):
-    size = size_of(shape)
-    return not isinstance(size, int) or size >= PARALLEL_MIN
+    """Whether a loop over `shape` is worth threads. A symbolic dimension counts as 1: a
+    batch may be small, and threads that wait on a busy machine cost far more than they
+    save on a small loop (an MLP step on a loaded 2-core machine: 20x slower), while the
+    matrix products, the bulk of a network's work, have their own BLAS threads."""
+    static = 1
+    for d in shape:
+        static *= d if isinstance(d, int) else 1
+    return static >= PARALLEL_MIN
 
 
 def broadcast_index(shape, loop_shape, index):
@@ -115,7 +121,9 @@ def reduction(node, args, ctx, name):
     axes, keep = node.attr["axis"], node.attr["keepdims"]
     if len(axes) == src.ndim and not keep:   # to a scalar: NumPy's own (pairwise) reduction
         return f"{ctx.np}.{node.op.name}({args[0]})"
-    head, pad, index = _loop_head(src.shape, 0 not in axes and is_large(src.shape), ctx)
+    # threads may share the outer loop only if it is not reduced over (each writes its own rows)
+    outer = next((k for k, d in enumerate(src.shape) if d != 1), None)
+    head, pad, index = _loop_head(src.shape, outer not in axes and is_large(src.shape), ctx)
     kept = [("0" if keep else None) if k in axes else index[k] for k in range(src.ndim)]
     at = f"[{', '.join(i for i in kept if i is not None)}]"
     value = f"{args[0]}[{', '.join(index)}]"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from . import fusion, loops, ops, symbolic
+from .fusion import through_aliases as _through_aliases
 from .ir import format_shape, size_of
 from .structural import CUSTOM, STOP
 
@@ -89,12 +90,6 @@ class Function:
 def _is_hidden(node):
     """Nodes that need no statement: inputs, constants, pure aliases."""
     return node.op.kind in ("input", "const", "alias")
-
-
-def _through_aliases(node):
-    while node.op.kind == "alias":
-        node = node.inputs[0]
-    return node
 
 
 class Lowering:
@@ -175,7 +170,7 @@ class Lowering:
         for anchor, items in aliases.items():
             if anchor.origin is None or anchor.op is ops.CONST:   # a constant no gate computes
                 pending.extend(items)
-        for unit_nodes, statements in self._units(ctx, live, roots, aliases):
+        for unit_nodes, statements in self._units(ctx, live, roots):
             if pending and any(n.origin is not None for n in unit_nodes):
                 body.extend(self._alias_lines(ctx, pending))
                 pending = []
@@ -201,7 +196,7 @@ class Lowering:
         return Function(fname, list(params), _drop_unused_aliases(body, out_refs + grad_refs),
                         returns(out_refs, grad_refs), seed, ctx.parallel)
 
-    def _units(self, ctx, live, roots, aliases):
+    def _units(self, ctx, live, roots):
         """(nodes, statements) in order: a statement per node, or, on a target that
         fuses, a loop per group of same-shape elementwise nodes."""
         if not self.table.fuses:

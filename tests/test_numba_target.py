@@ -49,12 +49,21 @@ def test_an_elementwise_chain_and_its_gradient_are_one_loop():
 
 
 def test_large_loops_run_on_threads_small_ones_do_not():
-    assert "parallel=True" in gc.compile(chain, target="numba").source   # N is symbolic
+    @gc.graph
+    def large(x: gc.Tensor[300, 200]):
+        return gc.sum(gc.exp(x))
+    assert "parallel=True" in gc.compile(large, target="numba").source
 
     @gc.graph
     def small(x: gc.Tensor[4, 3]):
         return gc.sum(gc.exp(x))
     assert "parallel=True" not in gc.compile(small, target="numba").source
+    # a symbolic batch may be small: its loops stay on one thread, per-example calls do not
+    source = gc.compile(chain, target="numba").source
+    decorator = source[:source.index("def __value_and_grad(")].splitlines()[-1]
+    assert decorator == "@numba.njit(cache=True)", decorator
+    assert "@numba.njit(cache=True, parallel=True)\ndef __value_and_grad_each" in \
+        gc.compile(neuron, target="numba").source
 
 
 def test_float32_code_has_no_float64_literal():
