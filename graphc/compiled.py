@@ -44,6 +44,9 @@ class CompiledGraph:
         self._direct = (target == "numba" and dtype == "float64" and self._per_example
                         and graph.output_kind == "single")
         self._all_floats = (float,) * len(self.inputs)
+        if self._direct:   # instance attributes: a call finds them before the checked methods
+            self.forward = self._straight_to("forward", self.forward)
+            self.value_and_grad = self._straight_to("value_and_grad", self.value_and_grad)
         self._vectorises = all(n.op.elementwise or n.op.kind in ("input", "const", "alias")
                                for n in graph.nodes)
 
@@ -51,12 +54,34 @@ class CompiledGraph:
         return (f"<graphc.CompiledGraph {self.graph.name}({', '.join(self.inputs)}) "
                 f"target={self.target} dtype={self.dtype}>")
 
-    def _floats(self, args, kwargs):
+    def _straight_to(self, name, checked):
+        """`name` called with numbers goes straight to the machine code Numba compiled for
+        float64 arguments: its entry point converts each argument as the checked path would
+        (float(x)) and refuses arrays, None and a wrong count with a TypeError, after which
+        the checked method runs (per-example calls, clear errors)."""
+        dispatcher, floats, entry = getattr(self.module, name), self._all_floats, None
+
+        def call(*args, **kwargs):
+            nonlocal entry
+            if entry is not None and not kwargs:
+                try:
+                    return entry(*args)
+                except TypeError:
+                    pass
+            elif not kwargs and tuple(map(type, args)) == floats:   # the first call compiles
+                result = dispatcher(*args)
+                signature = next(sig for sig in dispatcher.signatures
+                                 if all(str(t) == "float64" for t in sig))
+                entry = dispatcher.overloads[signature].entry_point
+                return result
+            return checked(*args, **kwargs)
+        call.__doc__ = checked.__doc__
+        return call
+
+    def _floats(self, args, kwargs):   # backward's seed makes it a Python wrapper: no entry point
         return self._direct and not kwargs and tuple(map(type, args)) == self._all_floats
 
     def forward(self, *args, **kwargs):
-        if self._floats(args, kwargs):
-            return self.module.forward(*args)
         values, dims, batch = self._bind("forward", args, kwargs)
         if batch is not None:
             return self._outputs(self._each("forward", values, batch))
@@ -75,8 +100,6 @@ class CompiledGraph:
         return tuple(self._convert(g) for g in grads)
 
     def value_and_grad(self, *args, grad_out=None, **kwargs):
-        if grad_out is None and self._floats(args, kwargs):
-            return self.module.value_and_grad(*args)
         values, dims, batch = self._bind("value_and_grad", args, kwargs)
         seed = self._seed("value_and_grad", grad_out, dims, required=self._out_shape != ())
         if batch is not None:
