@@ -13,6 +13,7 @@ Each row is a new Python process, timed from its start to the loss of the first 
 - `python -c "import numpy"`: the floor every row pays.
 Rows are medians of several runs (a cold row empties its cache before each run).
 """
+import importlib.util
 import os
 import shutil
 import statistics
@@ -21,34 +22,37 @@ import sys
 import tempfile
 import time
 
-import _common as C
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+NAMES = ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
 def child(mode, target):
-    """In the fresh process: build and run one step, print the loss."""
-    sys.path.insert(0, HERE)
+    """In the fresh process: build and run one step, print the loss. Only what the row
+    measures is imported (the data comes from a .npz file the parent wrote)."""
     import numpy as np
-    import mlp as M
-    x, y, labels, params = M.make_data()
+    data = np.load(os.environ["BENCH_DATA"])
+    x, y, labels = data["x"], data["y"], data["labels"]
+    params = {n: data[n] for n in NAMES}
     if mode == "graphc":
+        sys.path.insert(0, HERE)
+        import _common as C
         import graphc as gc
-        fn = gc.compile(gc.graph(C.mlp, wrt=M.NAMES), target=target, dtype="float32")
+        fn = gc.compile(gc.graph(C.mlp, wrt=NAMES), target=target, dtype="float32")
         loss, grads = fn.value_and_grad(x, y, **params)
-        print(fn.path)
+        print(fn.path, fn.module.__name__)
     elif mode == "module":
         import importlib.util
-        path = os.environ["BENCH_MODULE"]
-        spec = importlib.util.spec_from_file_location("mlp_graphc", path)
-        module = importlib.util.module_from_spec(spec)
+        # under the name graphc gave it: Numba's cache records the module's name
+        path, name = os.environ["BENCH_MODULE"].split()
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        loss, grads = module.value_and_grad(x, y, *(params[n] for n in M.NAMES))
+        loss, grads = module.value_and_grad(x, y, *(params[n] for n in NAMES))
     elif mode == "torch":
         import torch
         import torch.nn.functional as F
         xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
-        p = [torch.from_numpy(params[n].copy()).requires_grad_() for n in M.NAMES]
+        p = [torch.from_numpy(params[n].copy()).requires_grad_() for n in NAMES]
 
         @torch.compile
         def loss_fn(W1, b1, W2, b2, W3, b3):
@@ -67,7 +71,7 @@ def child(mode, target):
             h1 = jax.nn.relu(x @ W1.T + b1)
             h2 = jax.nn.relu(h1 @ W2.T + b2)
             return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(h2 @ W3.T + b3), axis=1))
-        loss, grads = jax.jit(jax.value_and_grad(loss_fn))([params[n] for n in M.NAMES], x, y)
+        loss, grads = jax.jit(jax.value_and_grad(loss_fn))([params[n] for n in NAMES], x, y)
         loss = float(loss)
     elif mode == "numpy":
         loss = 0.0
@@ -97,13 +101,19 @@ def main(argv=None):
     if argv[:1] == ["--child"]:
         child(argv[1], argv[3] if len(argv) > 3 else "numba")
         return 0
+    import numpy as np
+    sys.path.insert(0, HERE)
+    import _common as C
+    import mlp as M
     p = C.parser(__doc__)
     p.set_defaults(target="numba")
     args = p.parse_args(argv)
     runs = 1 if args.quick else 3
     work = tempfile.mkdtemp(prefix="graphc-startup-")
     cache = os.path.join(work, "graphc")
-    env = {"GRAPHC_CACHE_DIR": cache}
+    x, y, labels, params = M.make_data()
+    np.savez(os.path.join(work, "data.npz"), x=x, y=y, labels=labels, **params)
+    env = {"GRAPHC_CACHE_DIR": cache, "BENCH_DATA": os.path.join(work, "data.npz")}
 
     def empty(path):
         return lambda: shutil.rmtree(path, ignore_errors=True)
@@ -116,23 +126,23 @@ def main(argv=None):
         rows.append((f"graphc ({args.target}), cold cache", t))
         t, out = timed("graphc", args.target, env, runs)
         rows.append((f"graphc ({args.target}), warm cache", t))
-        module_path = out.splitlines()[0]
-        t, _ = timed("module", args.target, {**env, "BENCH_MODULE": module_path}, runs)
+        t, _ = timed("module", args.target, {**env, "BENCH_MODULE": out.splitlines()[0]}, runs)
         rows.append((f"generated module imported alone ({args.target}), warm cache", t))
         for name in [p for p in args.peers.split(",") if p]:
             label, module = C.PEERS.get(name, (name, name))
-            if C.importlib.util.find_spec(module) is None:
+            if importlib.util.find_spec(module) is None:
                 notes.append(f"skipped {label}: {module} is not installed")
                 continue
             try:
                 if name == "torch":
                     inductor = {"TORCHINDUCTOR_CACHE_DIR": os.path.join(work, "inductor")}
+                    inductor.update(env)
                     t, _ = timed("torch", args.target, inductor, runs, before=empty(inductor["TORCHINDUCTOR_CACHE_DIR"]))
                     rows.append(("torch.compile, cold Inductor cache", t))
                     t, _ = timed("torch", args.target, inductor, runs)
                     rows.append(("torch.compile, warm Inductor cache", t))
                 else:
-                    t, _ = timed("jax", args.target, {}, runs)
+                    t, _ = timed("jax", args.target, env, runs)
                     rows.append(("JAX jit", t))
             except RuntimeError as e:
                 notes.append(f"skipped {label}: failed: {e}")
