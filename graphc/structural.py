@@ -101,6 +101,11 @@ def _transpose_shape(attrs, x):
 
 def _transpose_vjp(g, y, x, axes):
     inverse = tuple(int(k) for k in np.argsort(axes))
+    if g.node.op is MATMUL and g.ndim == 2 and all(i.ndim == 2 for i in g.node.inputs):
+        # the weight gradient of x @ W.T is (x.T @ g).T: written as g.T @ x it comes out
+        # row-major, like W, and updating W with it reads both in order
+        a, b = (Tensor(g.graph, i) for i in g.node.inputs)
+        return (matmul(transpose(b), transpose(a)),)
     return (transpose(g, inverse),)
 
 
