@@ -169,7 +169,8 @@ class CompiledGraph:
         return values, dims, batch
 
     def _convert_in(self, fn, name, value, shape, dims):
-        if hasattr(value, "__cuda_array_interface__"):   # a device array stays on the device
+        # a device array stays on the device (the CUDA simulator's arrays have copy_to_host only)
+        if hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host"):
             if np.dtype(value.dtype) != self._np_dtype:
                 self._fail(fn, f"input {name!r} is a {value.dtype} device array; this graph was "
                            f"compiled for {self.dtype}")

@@ -89,6 +89,10 @@ class Printer:
     def __call__(self, expr):
         return self._print(expr)[0]
 
+    def _one(self):
+        """The numerator of a reciprocal: typed where numbers are (1/x stays float32)."""
+        return self.literal(self.number(1.0)) if self.literal is not None else "1"
+
     def _wrap(self, expr, prec):
         text, p = self._print(expr)
         return f"({text})" if p < prec else text
@@ -172,7 +176,7 @@ class Printer:
         if num and num[0] == -1 and len(num) > 1:
             inner = sp.Mul(*num[1:]) / sp.Mul(*den) if den else sp.Mul(*num[1:])
             return f"-{self._wrap(inner, _PREC_UNARY)}", _PREC_UNARY
-        text = "*".join(self._wrap(f, _PREC_MUL) for f in num) if num else "1"
+        text = "*".join(self._wrap(f, _PREC_MUL) for f in num) if num else self._one()
         if len(den) == 1:
             text += f"/{self._wrap(den[0], _PREC_MUL + 1)}"
         elif den:
@@ -182,7 +186,7 @@ class Printer:
     def _print_pow(self, e):
         base, exp = e.args
         if exp == -1:
-            return f"1/{self._wrap(base, _PREC_MUL + 1)}", _PREC_MUL
+            return f"{self._one()}/{self._wrap(base, _PREC_MUL + 1)}", _PREC_MUL
         if exp == sp.Rational(1, 2):
             return f"{self.functions['sqrt']}({self._print(base)[0]})", _PREC_ATOM
         if exp.is_Integer and exp > 0:

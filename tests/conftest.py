@@ -29,3 +29,4 @@ TARGETS = _targets()
 @pytest.fixture(params=TARGETS)
 def target(request):
     return request.param
+

@@ -1,7 +1,10 @@
 """Shared by the tests: the lecture examples, imported by path."""
 import functools
 import importlib.util
+import os
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -14,3 +17,14 @@ def example(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+SIMULATED_CUDA = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def skip_on_simulated_cuda(target, what):
+    """The CUDA simulator runs every GPU thread as Python: `what` (a real network or a
+    training run) would take tens of minutes there. A GPU runs it; so do the small
+    versions in tests/test_cuda_target.py."""
+    if target == "cuda" and SIMULATED_CUDA:
+        pytest.skip(f"{what} is too slow for the CUDA simulator (runs on a GPU)")

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import example
+from support import example, skip_on_simulated_cuda
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 has = {name: importlib.util.find_spec(name) is not None for name in ("sklearn", "matplotlib")}
 
 
 def test_spiral_two_layer_relu_net_reaches_97_percent(target):
+    skip_on_simulated_cuda(target, "1,000 training steps")
     result = example("train_spiral").train(steps=1000, optimizer="momentum", target=target)
     assert result["train_acc"] >= 0.97
     assert result["loss"][-1] < 0.35 < result["loss"][0]
@@ -27,6 +28,7 @@ def test_spiral_with_adam():
 
 @pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")
 def test_digits_mlp_reaches_96_percent_test_accuracy(target):
+    skip_on_simulated_cuda(target, "10 epochs of training")
     result = example("train_digits").train(epochs=10, target=target)
     assert result["test_acc"] >= 0.96
     assert result["seconds_per_epoch"] > 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import example
+from support import example, skip_on_simulated_cuda
 
 import graphc as gc
 
@@ -132,6 +132,7 @@ def test_init_table_xavier(init_table):
 
 
 def test_mlp_symbolic_batch_and_parameter_gradients(target):
+    skip_on_simulated_cuda(target, "a 784-256-10 MLP")
     m = example("mlp")
     fn = gc.compile(m.mlp, target=target)
     assert fn.wrt == ("W1", "b1", "W2", "b2")
