@@ -22,6 +22,13 @@ _ENV = jinja2.Environment(
 COMMENT_COLUMN = 40   # comments line up here, unless the code is longer
 
 
+def commented(code, comment):
+    """`code  # comment`, the comment at COMMENT_COLUMN (of the function body) if it fits."""
+    if not comment:
+        return code
+    return f"{code:<{COMMENT_COLUMN - 4}}  # {comment}" if len(code) < COMMENT_COLUMN - 4 else f"{code}  # {comment}"
+
+
 def code_lines(statements):
     """`name = expr  # comment`, comments aligned, follow-up lines after their statement."""
     lines = []
@@ -29,11 +36,7 @@ def code_lines(statements):
         if not st.target:
             lines.extend(st.extra)
             continue
-        code = f"{st.target} = {st.expr}"
-        if st.comment:
-            code = f"{code:<{COMMENT_COLUMN - 4}}  # {st.comment}" if len(code) < COMMENT_COLUMN - 4 \
-                else f"{code}  # {st.comment}"
-        lines.append(code)
+        lines.append(commented(f"{st.target} = {st.expr}", st.comment))
         lines.extend(st.extra)
     return lines
 
@@ -43,13 +46,15 @@ def docstring_safe(text):
     return text.encode("ascii", "backslashreplace").decode().replace("\\", "\\\\").replace('"', '\\"')
 
 
-def render(template, doc, aliases, dtype, inputs, wrt, outputs, functions, definitions=(), each=False):
+def render(template, doc, aliases, dtype, inputs, wrt, outputs, functions, definitions=(), each=False,
+           threads=False):
     """The module text. `aliases`: the names the module imports its libraries as;
     `definitions`: module-level code blocks a target added (kernels); `each`: also
-    the per-example functions of a graph of scalars (`forward_each`, ...)."""
+    the per-example functions of a graph of scalars (`forward_each`, ...); `threads`:
+    whether those may run on several threads."""
     fns = [_function(f, aliases["np"], dtype) for f in functions]
     return _ENV.get_template(template).render(
-        doc=docstring_safe(doc), dtype=dtype, definitions=list(definitions), **aliases,
+        doc=docstring_safe(doc), dtype=dtype, definitions=list(definitions), threads=threads, **aliases,
         inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)), outputs=repr(tuple(outputs)), functions=fns,
         each=[_each(f, len(outputs), len(wrt), aliases, dtype) for f in functions
               if f.name == "forward" or wrt] if each else [])

@@ -52,7 +52,8 @@ def schedule(live, hidden, needed_after):
     """The order in which to emit `live` (a topological order): a list of nodes and Groups.
 
     `hidden` tells the nodes that need no statement (inputs, constants, aliases);
-    `needed_after` holds the nodes that outputs, gradients or alias lines read.
+    `needed_after` holds the values a function returns. A group member is stored
+    to an array if it is returned or read by anything outside its loop.
     """
     users = {}
     for node in live:

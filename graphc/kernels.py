@@ -22,7 +22,8 @@ import sympy as sp
 from . import ops
 from .fusion import through_aliases
 from .ir import size_of
-from .loops import _read, broadcast_index, commented
+from .codegen import commented
+from .loops import broadcast_index, read
 
 # Module names and builtins that kernels and the scalar code call: a value with
 # one of these names would hide it inside the generated functions.
@@ -146,7 +147,7 @@ def group_statements(group, virtual, ctx, statement):
     at = f"[{', '.join(index)}]"
     local, body, own = {}, [], set()
     for m in group.members:
-        args = [_read(i, group, local, virtual, ctx) for i in m.inputs]
+        args = [read(i, group, local, virtual, ctx) for i in m.inputs]
         name = ctx.names[m]
         target = name + at if m in group.stored else name
         if m not in group.stored:

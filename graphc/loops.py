@@ -13,6 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from . import ops
+from .codegen import commented
 from .fusion import through_aliases
 from .ir import size_of
 
@@ -38,10 +39,6 @@ def broadcast_index(shape, loop_shape, index):
     offset = len(loop_shape) - len(shape)
     return ", ".join(index[offset + a] if sp.sympify(d) == sp.sympify(loop_shape[offset + a]) else "0"
                      for a, d in enumerate(shape))
-
-
-def commented(code, comment, column=40):
-    return f"{code:<{column - 4}}  # {comment}" if len(code) < column - 4 else f"{code}  # {comment}"
 
 
 def _paren(text):
@@ -80,7 +77,7 @@ def group_statements(group, virtual, ctx, statement):
     at = f"[{', '.join(index)}]"
     local, body = {}, []
     for m in group.members:
-        args = [_read(i, group, local, virtual, ctx, index) for i in m.inputs]
+        args = [read(i, group, local, virtual, ctx, index) for i in m.inputs]
         expr = ctx.table.print_node(m, args, ctx, ctx.names[m])
         target = ctx.names[m] + at if m in group.stored else ctx.names[m]
         local[m] = target
@@ -102,7 +99,7 @@ def group_statements(group, virtual, ctx, statement):
 
 
 
-def _read(node, group, local, virtual, ctx, index=None):
+def read(node, group, local, virtual, ctx, index=None):
     """How a loop body reads `node`: a local, an array element, a scalar or a constant."""
     node = through_aliases(node)
     if node in local:
