@@ -5,6 +5,7 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -51,9 +52,12 @@ def render(template, doc, aliases, dtype, inputs, wrt, outputs, functions, defin
     """The module text. `aliases`: the names the module imports its libraries as;
     `definitions`: module-level code blocks a target added (kernels); `each`: also
     the per-example functions of a graph of scalars (`forward_each`, ...); `threads`:
-    whether those may run on several threads."""
+    whether those may run on several threads. A template asks `uses("name")` to learn
+    whether the code calls a helper it may define (numba_math.py.j2's `__exp`)."""
     fns = [_function(f, aliases["np"], dtype) for f in functions]
+    code = "\n".join(line for f in fns for line in f["lines"])
     return _ENV.get_template(template).render(
+        uses=lambda name: re.search(rf"\b{name}\(", code) is not None,
         doc=docstring_safe(doc), dtype=dtype, definitions=list(definitions), threads=threads, **aliases,
         inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)), outputs=repr(tuple(outputs)), functions=fns,
         each=[_each(f, len(outputs), len(wrt), aliases, dtype) for f in functions
@@ -68,7 +72,7 @@ def _function(f, np_alias, dtype):
     return {"name": f.name, "signature": signature(f), "params": ", ".join(f.params),
             "call": ", ".join(f.params + (["grad_out"] if f.seed else [])),
             "kernel_args": ", ".join(f.params + ([seed_value] if f.seed else [])),
-            "seed": f.seed, "parallel": f.parallel,
+            "seed": f.seed, "parallel": f.parallel, "threads_when": f.threads_when,
             "lines": code_lines(f.statements) or ["pass"], "returns": f.returns}
 
 

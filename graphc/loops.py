@@ -18,20 +18,27 @@ from .fusion import through_aliases
 from .ir import size_of
 
 PARALLEL_MIN = 1 << 15   # elements below which threads cost more than they save
+# A loop of symbolic size runs on threads when a call brings this many elements or more:
+# the function has a twin compiled with parallel=True, chosen at run time (numba.py.j2)
+RUN_TIME_PARALLEL_MIN = 1 << 18
 # Numba's parallel lowering writes code of its own that uses these names; a value of the
 # user's called so would shadow them, so such a graph's loops run on one thread
 PARFOR_NAMES = frozenset({"np", "numba", "range", "sched"})
 
 
 def is_large(shape):
-    """Whether a loop over `shape` is worth threads. A symbolic dimension counts as 1: a
-    batch may be small, and threads that wait on a busy machine cost far more than they
-    save on a small loop (an MLP step on a loaded 2-core machine: 20x slower), while the
-    matrix products, the bulk of a network's work, have their own BLAS threads."""
+    """Whether a loop over `shape` is worth threads whatever its symbolic dimensions are
+    (they count as 1 here): a batch may be small, and threads that wait on a busy machine
+    cost far more than they save on a small loop (an MLP step on a loaded 2-core machine:
+    20x slower), while matrix products, the bulk of a network's work, have BLAS threads."""
     static = 1
     for d in shape:
         static *= d if isinstance(d, int) else 1
     return static >= PARALLEL_MIN
+
+
+def _is_symbolic(shape):
+    return any(not isinstance(d, int) for d in shape)
 
 
 def broadcast_index(shape, loop_shape, index):
@@ -45,19 +52,26 @@ def _paren(text):
     return text if text.isidentifier() or text.isdigit() else f"({text})"
 
 
-def _loop_head(shape, parallel, ctx):
+def _loop_head(shape, shared, ctx):
     """The `for` lines over `shape` (an axis of size 1 needs none: its index is 0), the
-    body's indentation and the index of each axis."""
+    body's indentation and the index of each axis. `shared`: whether threads may share
+    the outer loop; they do if it is large (the function gets parallel=True), and may if
+    its size is symbolic: its `prange` is a plain range unless the call is large enough
+    to take the function's parallel twin (`ctx.thread_sizes` says when)."""
     lines, index = [], []
-    parallel = parallel and ctx.threads
+    shared = shared and ctx.threads and (is_large(shape) or _is_symbolic(shape))
     for axis, d in enumerate(shape):
         if d == 1:
             index.append("0")
             continue
-        rng = ctx.prange if parallel and not lines else ctx.range
+        rng = ctx.prange if shared and not lines else ctx.range
         lines.append("    " * len(lines) + f"for {ctx.index_names[axis]} in {rng}({ctx.table.dimension(d, ctx)}):")
         index.append(ctx.index_names[axis])
-    ctx.parallel |= parallel and bool(lines)
+    if shared and lines:
+        if is_large(shape):
+            ctx.parallel = True
+        else:
+            ctx.thread_sizes.append(ctx.table.dimension(size_of(shape), ctx))
     return lines, "    " * len(lines), index
 
 
@@ -73,7 +87,7 @@ def group_statements(group, virtual, ctx, statement):
             out.append(statement(ctx.names[m], _alloc(m.shape, ctx), f"{m.op.name}: filled by the loop"))
     for r in group.reductions:   # float32 too accumulates in float64: 0.0 is a float64
         out.append(statement(ctx.names[r], "0.0", f"{r.op.name}: accumulated by the loop"))
-    head, pad, index = _loop_head(group.shape, is_large(group.shape), ctx)
+    head, pad, index = _loop_head(group.shape, True, ctx)
     at = f"[{', '.join(index)}]"
     local, body = {}, []
     for m in group.members:
@@ -120,7 +134,7 @@ def reduction(node, args, ctx, name):
         return f"{ctx.np}.{node.op.name}({args[0]})"
     # threads may share the outer loop only if it is not reduced over (each writes its own rows)
     outer = next((k for k, d in enumerate(src.shape) if d != 1), None)
-    head, pad, index = _loop_head(src.shape, outer not in axes and is_large(src.shape), ctx)
+    head, pad, index = _loop_head(src.shape, outer not in axes, ctx)
     kept = [("0" if keep else None) if k in axes else index[k] for k in range(src.ndim)]
     at = f"[{', '.join(i for i in kept if i is not None)}]"
     value = f"{args[0]}[{', '.join(index)}]"

@@ -85,6 +85,16 @@ class Function:
     returns: str
     seed: str | None = None   # the keyword-only grad_out: None, "required" or its default "1.0"
     parallel: bool = False    # whether a loop is parallel (Numba's parallel=True)
+    threads_when: str | None = None   # the test for taking the parallel twin at run time
+
+
+def _threads_when(ctx):
+    """`x.shape[0] >= 262144`: when a call is large enough for threads to share the loops
+    of symbolic size (None where there are none, or threads share every loop anyway)."""
+    if ctx.parallel or not ctx.thread_sizes:
+        return None
+    sizes = dict.fromkeys(ctx.thread_sizes)
+    return " or ".join(f"{size} >= {loops.RUN_TIME_PARALLEL_MIN}" for size in sizes)
 
 
 def _is_hidden(node):
@@ -194,7 +204,7 @@ class Lowering:
                 body.append(Statement(name, ctx.ref(node), f"d/d{inp.name}"))
             grad_refs.append(name)
         return Function(fname, list(params), _drop_unused_aliases(body, out_refs + grad_refs),
-                        returns(out_refs, grad_refs), seed, ctx.parallel)
+                        returns(out_refs, grad_refs), seed, ctx.parallel, _threads_when(ctx))
 
     def _units(self, ctx, live, roots):
         """(nodes, statements) in order: a statement per node, or, on a target that
@@ -275,6 +285,7 @@ class _Context:
         self.prange = getattr(lowering, "prange", None)
         self.threads = getattr(lowering, "threads", False)
         self.parallel = False   # set by a loop that runs on several threads
+        self.thread_sizes = []  # element counts of symbolic loops that threads may share
         self.namer = lowering.namer          # for module-level names a target adds (kernels)
         self.definitions = lowering.definitions
 

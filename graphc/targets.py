@@ -185,7 +185,8 @@ def _numba_reshape(node, args, ctx, name):
     return f"{ctx.np}.ascontiguousarray({args[0]}).reshape({ctx.table.shape(node.shape, ctx)})"
 
 
-NUMBA = Target("numba", "numba.py.j2", symbolic.NUMBA_FUNCTIONS, {
+# exp and tanh are the module's own (templates/numba_math.py.j2), which loops can vectorise
+NUMBA = Target("numba", "numba.py.j2", {**symbolic.NUMBA_FUNCTIONS, "exp": "__exp", "tanh": "__tanh"}, {
     **{k: v for k, v in NUMPY.table.items() if k not in ("where",)},
     "matmul": _numba_matmul,
     "sum": reduction, "mean": reduction, "max": reduction,

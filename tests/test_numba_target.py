@@ -58,12 +58,61 @@ def test_large_loops_run_on_threads_small_ones_do_not():
     def small(x: gc.Tensor[4, 3]):
         return gc.sum(gc.exp(x))
     assert "parallel=True" not in gc.compile(small, target="numba").source
-    # a symbolic batch may be small: its loops stay on one thread, per-example calls do not
-    source = gc.compile(chain, target="numba").source
-    decorator = source[:source.index("def __value_and_grad(")].splitlines()[-1]
-    assert decorator == "@numba.njit(cache=True)", decorator
-    assert "@numba.njit(cache=True, parallel=True)\ndef __value_and_grad_each" in \
-        gc.compile(neuron, target="numba").source
+    assert "@numba.njit(cache=True, error_model=\"numpy\", fastmath={\"reassoc\"}, parallel=True)\n" \
+        "def __value_and_grad_each" in gc.compile(neuron, target="numba").source
+
+
+def test_a_symbolic_batch_takes_threads_only_when_large():
+    # the kernel runs its prange loop as a plain range; its parallel twin takes large calls
+    fn = gc.compile(chain, target="numba")
+    assert "def __value_and_grad(x, a, b):" in fn.source
+    assert "__value_and_grad_threads = numba.njit(error_model=\"numpy\", fastmath={\"reassoc\"}, " \
+        "parallel=True)(__value_and_grad.py_func)" in fn.source
+    assert "__kernel = __value_and_grad_threads if x.shape[0] >= 262144 else __value_and_grad" in fn.source
+    module = fn.module
+    ref = gc.compile(chain)
+    for n, twin_used in ((1000, False), (300_000, True)):
+        x = np.random.default_rng(n).standard_normal(n)
+        value, grads = fn.value_and_grad(x, 0.5, -0.25)
+        ref_value, ref_grads = ref.value_and_grad(x, 0.5, -0.25)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        np.testing.assert_allclose(grads[0], ref_grads[0], rtol=1e-12, atol=1e-300)
+        assert bool(module.__value_and_grad_threads.signatures) == twin_used, n
+
+
+def test_loops_calling_exp_and_tanh_run_in_simd_lanes():
+    # the module's own exp and tanh are arithmetic: the loop, its sums included, vectorises
+    fn = gc.compile(chain, target="numba")
+    kernel = fn.module.__value_and_grad
+    fn.value_and_grad(np.linspace(-1, 1, 100), 0.5, -0.25)
+    llvm = kernel.inspect_llvm(kernel.signatures[0])
+    assert re.search(r"<\d+ x double>", llvm), "the fused loop was not vectorised"
+    assert not re.search(r"@(exp|tanh)\(", llvm), "a libm call is left in the loop"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_exp_and_tanh_agree_with_numpy_everywhere(dtype):
+    @gc.graph
+    def both(x: gc.Tensor["N"]):
+        return {"e": gc.exp(x), "t": gc.tanh(x)}
+    fn = gc.compile(both, target="numba", dtype=dtype)
+    tiny = np.finfo(dtype).tiny
+    x = np.concatenate([np.linspace(-800, 800, 20001), np.linspace(-1e-6, 1e-6, 2001),
+                        np.random.default_rng(0).standard_normal(10_000) * 5,
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 709.78, 709.79, -745.1, -744.0, -708.5,
+                         88.72, 88.73, -103.9, tiny, -tiny, 19.99, 20.0, 25.0]]).astype(dtype)
+    with np.errstate(over="ignore"):
+        out = fn.forward(x)
+        expected = {"e": np.exp(x), "t": np.tanh(x)}
+    # 4 ulp; exp's subnormal results keep fewer digits, so they are compared absolutely
+    eps = np.finfo(dtype).eps
+    for name in ("e", "t"):
+        got, ref = out[name], expected[name]
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, ref, rtol=4 * eps, atol=4 * tiny * eps, equal_nan=True, err_msg=name)
+        zero = ref == 0
+        assert np.array_equal(np.signbit(got[zero]), np.signbit(ref[zero])), name
+        assert np.array_equal(np.isinf(got), np.isinf(ref)) and np.array_equal(np.isnan(got), np.isnan(ref))
 
 
 def test_float32_code_has_no_float64_literal():
