@@ -144,6 +144,8 @@ class Graph:
         self.domains: dict = {}         # input name -> the values it must take (sampling.py)
         self.running: dict = {}         # name -> (kind, node): a running average (batch norm); node is
                                         # the batch value a training graph outputs, None for an input
+        self.in_place: dict = {}        # output name -> the input whose array it may be written into
+                                        # (update rules: gc.rules.compile_rule)
         self.traced = None              # (function, wrt, options) it was traced from (frontend.variant)
         self._interned: dict = {}
         self._origin = None             # set by autodiff while a gate's VJP runs
@@ -181,6 +183,7 @@ class Graph:
         g.adjoints = list(self.adjoints)
         g.domains = dict(self.domains)
         g.running = dict(self.running)
+        g.in_place = dict(self.in_place)
         g._interned = dict(self._interned)
         return g
 

@@ -71,7 +71,7 @@ def _loop_head(shape, shared, ctx):
         if is_large(shape):
             ctx.parallel = True
         else:
-            ctx.thread_sizes.append(ctx.table.dimension(size_of(shape), ctx))
+            ctx.thread_sizes.append(sp.sympify(size_of(shape)))
     return lines, "    " * len(lines), index
 
 
@@ -81,9 +81,13 @@ def _alloc(shape, ctx, fill="empty"):
 
 def group_statements(group, virtual, ctx, statement):
     """Statements for a fused group: its arrays, its accumulators, then one loop nest."""
-    out = []
+    out, overwritten = [], set()
     for m in group.members:
-        if m in group.stored:
+        source = _overwritable(m, group, ctx, overwritten)
+        if source is not None:
+            overwritten.add(source)
+            out.append(statement(ctx.names[m], ctx.names[source], f"{m.op.name}: written into {source.name}'s array"))
+        elif m in group.stored:
             out.append(statement(ctx.names[m], _alloc(m.shape, ctx), f"{m.op.name}: filled by the loop"))
     for r in group.reductions:   # float32 too accumulates in float64: 0.0 is a float64
         out.append(statement(ctx.names[r], "0.0", f"{r.op.name}: accumulated by the loop"))
@@ -111,6 +115,21 @@ def group_statements(group, virtual, ctx, statement):
             out.append(statement(name, f"{ctx.np}.{ctx.dtype}({name})", f"back to {ctx.dtype}"))
     return out
 
+
+
+def _overwritable(member, group, ctx, taken):
+    """The input whose array `member` may be written into (graph.in_place), if that is safe:
+    the loop reads the input at its own element only, and not after the member's write."""
+    source = ctx.in_place.get(member)
+    if source is None or source in taken or source in ctx.returned or member not in group.stored:
+        return None
+    if source.shape != member.shape or source.shape != group.shape:
+        return None
+    position = group.members.index(member)
+    readers = ctx.readers.get(source, [])
+    if all(r in group.members and group.members.index(r) <= position for r in readers):
+        return source
+    return None
 
 
 def read(node, group, local, virtual, ctx, index=None):

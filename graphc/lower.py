@@ -89,12 +89,14 @@ class Function:
 
 
 def _threads_when(ctx):
-    """`x.shape[0] >= 262144`: when a call is large enough for threads to share the loops
-    of symbolic size (None where there are none, or threads share every loop anyway)."""
+    """`256*x.shape[0] >= 262144`: when a call is large enough for threads to share the loops
+    of symbolic size (None where there are none, or threads share every loop anyway). A
+    size that is a constant times another (10*N beside 256*N) needs no test of its own."""
     if ctx.parallel or not ctx.thread_sizes:
         return None
-    sizes = dict.fromkeys(ctx.thread_sizes)
-    return " or ".join(f"{size} >= {loops.RUN_TIME_PARALLEL_MIN}" for size in sizes)
+    sizes = list(dict.fromkeys(ctx.thread_sizes))
+    largest = [s for s in sizes if not any((t / s).is_number and t / s > 1 for t in sizes)]
+    return " or ".join(f"{ctx.table.dimension(s, ctx)} >= {loops.RUN_TIME_PARALLEL_MIN}" for s in largest)
 
 
 def _is_hidden(node):
@@ -120,6 +122,8 @@ class Lowering:
             self.prange = f"{self.numba}.prange"
             self.range = "range" if "range" not in self.namer.taken else self.prange
             self.threads = not (loops.PARFOR_NAMES & set(user))
+        outputs = dict(graph.outputs)   # an output the graph lets overwrite an input's array
+        self.in_place = {_through_aliases(outputs[out]): graph.input(inp) for out, inp in graph.in_place.items()}
         self.dims = {}
         for node in graph.inputs:
             for axis, d in enumerate(node.shape):
@@ -173,6 +177,8 @@ class Lowering:
                 names[node] = namer.temp()
 
         ctx = _Context(self, names, alias_of)
+        ctx.returned = {_through_aliases(n) for n in roots}
+        ctx.readers = {p: [n for n in live if p in n.inputs] for p in self.in_place.values()}
         body = []
         # aliases of values computed before the backward part (inputs, constants,
         # forward nodes that a folded gradient turned out to be) open that part
@@ -286,6 +292,8 @@ class _Context:
         self.threads = getattr(lowering, "threads", False)
         self.parallel = False   # set by a loop that runs on several threads
         self.thread_sizes = []  # element counts of symbolic loops that threads may share
+        self.in_place = getattr(lowering, "in_place", {})
+        self.returned, self.readers = set(), {}   # of the function being lowered (in-place writes)
         self.namer = lowering.namer          # for module-level names a target adds (kernels)
         self.definitions = lowering.definitions
 

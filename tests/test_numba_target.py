@@ -1,6 +1,7 @@
 """The numba target's own promises: fused loops, no float64 in float32 code, Numba's
 on-disk cache, per-example calls of graphs of scalars (on every target), and clear errors.
 (Every other test that takes the `target` fixture runs on numba too.)"""
+import inspect
 import os
 import re
 import subprocess
@@ -242,3 +243,56 @@ def test_missing_runtime_is_a_clear_error(monkeypatch):
                         lambda name, *a: None if name == "scipy" else real(name, *a))
     with pytest.raises(gc.GraphError, match=r"numba target needs the Python package 'scipy'.*graphc\[numba\]"):
         gc.compile(neuron, target="numba")
+
+
+def _rule(fn, shapes, in_place):
+    """A graph of `fn` over inputs of `shapes` whose outputs may overwrite `in_place` inputs."""
+    from graphc.frontend import graph as trace_graph
+    from graphc.tensor import TensorSpec
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    fn.__signature__ = inspect.Signature([inspect.Parameter(n, kind, annotation=TensorSpec(s))
+                                          for n, s in shapes.items()])
+    g = trace_graph(fn, name="rule")
+    g.in_place = dict(in_place)
+    return g
+
+
+def test_an_update_rule_writes_into_its_inputs_arrays():
+    def momentum(W, dW, v, lr, mu):
+        v_new = mu * v + dW
+        return {"W_new": W - lr * (dW + mu * v_new), "v_new": v_new}
+    g = _rule(momentum, {"W": (5, 3), "dW": (5, 3), "v": (5, 3), "lr": (), "mu": ()},
+              {"W_new": "W", "v_new": "v"})
+    fn = gc.compile(g, target="numba", wrt=())
+    body = _function(fn.source, "__forward")
+    assert "v_new = v " in body and "W_new = W " in body and "np.empty" not in body, body
+    rng = np.random.default_rng(0)
+    W, dW, v = rng.standard_normal((3, 5, 3))
+    ref = gc.compile(g, wrt=()).forward(W, dW, v, 0.1, 0.9)
+    W_arr, v_arr = W.copy(), v.copy()
+    out = fn.forward(W_arr, dW, v_arr, 0.1, 0.9)
+    assert out["W_new"] is W_arr and out["v_new"] is v_arr
+    np.testing.assert_allclose(W_arr, ref["W_new"], rtol=1e-15)
+    np.testing.assert_allclose(v_arr, ref["v_new"], rtol=1e-15)
+
+
+@pytest.mark.parametrize("case", ["read after the write", "read by a sum", "returned too", "other shape"])
+def test_an_input_read_after_its_overwrite_keeps_its_array(case):
+    rules = {
+        "read after the write": (lambda a, b: {"a_new": a * 2, "c": (a + 1) * b}, (4,)),
+        "read by a sum": (lambda a, b: {"a_new": a * b, "c": gc.sum(a) * b}, (4,)),
+        "returned too": (lambda a, b: {"a_new": a * b, "c": a}, (4,)),
+        "other shape": (lambda a, b: {"a_new": a * b}, (1,)),
+    }
+    rule, b_shape = rules[case]
+    a_shape = (4,) if case != "other shape" else (1,)
+    g = _rule(rule, {"a": a_shape, "b": b_shape if case != "other shape" else (4,)}, {"a_new": "a"})
+    fn = gc.compile(g, target="numba", wrt=())
+    assert "a_new = a " not in fn.source
+    a = np.arange(1.0, 1.0 + a_shape[0])
+    before = a.copy()
+    out = fn.forward(a, np.full(4, 3.0))
+    np.testing.assert_array_equal(a, before)   # the caller's array is untouched
+    ref = gc.compile(g, wrt=()).forward(before, np.full(4, 3.0))
+    for name, value in ref.items():
+        np.testing.assert_allclose(out[name], value)
