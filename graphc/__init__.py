@@ -31,6 +31,7 @@ from .compiler import compile, CompiledGraph                          # noqa: E4
 from .targets import TARGETS                                          # noqa: E402  (names for --target)
 from .gradcheck import gradcheck                                      # noqa: E402
 from . import optim, schedules, init, data, diagnostics               # noqa: E402  (training)
+from .device import to_device, to_host                               # noqa: E402  (cuda: state on the GPU)
 
 
 def render(graph, values=None, path=None, **options):

@@ -118,10 +118,18 @@ def minibatches(*arrays, batch_size, rng=None, shuffle=True, drop_last=False):
 
 
 def noise(fn, rng, **dims):
-    """Fresh uniform random numbers for every input a layer added to `fn`'s graph (dropout's
-    noise), as a dict to pass with the other inputs: fn.value_and_grad(..., **gc.data.noise(fn, rng, B=64)).
-    `dims` gives the symbolic dimensions (the batch size)."""
+    """Fresh uniform random numbers in [0, 1) for every input a layer added to `fn`'s graph
+    (dropout's noise), as a dict to pass with the other inputs:
+    fn.value_and_grad(..., **gc.data.noise(fn, rng, B=64)). `dims` gives the symbolic
+    dimensions (the batch size); `rng` is a Generator or a seed, so the noise is
+    reproducible.
+
+    For a compiled function of the cuda target the numbers are drawn on the GPU, as
+    device arrays of the compiled dtype (nothing crosses the bus): one rng.integers draw
+    per input seeds numba.cuda.random's xoroshiro128+ generators, one per thread (see
+    gc.device.uniform). They are other numbers than the NumPy ones for the same seed."""
     graph, rng = getattr(fn, "graph", fn), _rng(rng)
+    on_device = getattr(fn, "target", None) == "cuda"
     out = {}
     for node in graph.inputs:
         if graph.domains.get(node.name) == "uniform":
@@ -130,5 +138,9 @@ def noise(fn, rng, **dims):
             except KeyError as e:
                 raise KeyError(f"gc.data.noise: input '{node.name}' has shape {node.shape}; "
                                f"give its dimension {e} (e.g. {e.args[0]}=64)") from None
-            out[node.name] = rng.random(shape)
+            if on_device and shape != ():   # a scalar goes to the kernels as an argument: host
+                from .device import uniform
+                out[node.name] = uniform(shape, fn.dtype, int(rng.integers(2 ** 63)))
+            else:
+                out[node.name] = rng.random(shape)
     return out

@@ -9,7 +9,10 @@ Each optimizer writes its rule with graph ops (`rule` below, the lectures' formu
 graphc compiles it (gc.rules) once per set of parameter names and shapes into one module
 on the model's target (`target=`, `dtype=`), where a target that fuses elementwise ops
 makes it one loop per parameter.
-`step` calls it and writes the results back with `p[...] = p_new`. Hyperparameters are
+`step` calls it and writes the results back with `p[...] = p_new`. On the cuda target
+the state lives on the GPU, and parameters and gradients given as device arrays are
+updated there (a device-to-device copy): a training loop that keeps its parameters on
+the device (gc.to_device) moves none of them between host and device. Hyperparameters are
 scalar inputs of that module, so a schedule (gc.schedules) changes the learning rate
 without recompiling. With the same hyperparameters each class follows the same
 trajectory as PyTorch's torch.optim class of the same name.
@@ -21,6 +24,7 @@ import keyword
 import numpy as np
 
 from .compiler import CompiledGraph
+from .device import full, is_device_array, write
 from .primitives import sqrt
 from .rules import RunningAverages, compile_rule, run_rule
 
@@ -37,10 +41,13 @@ def _dtype_of(arrays, dtype):
 
 
 def _write(params, name, value):
-    """Store an update: in place into an array, or as a new value for a plain number."""
+    """Store an update: in place into an array (a NumPy or a device array, whichever
+    `value` is), or as a new value for a plain number."""
     target = params[name]
-    if hasattr(target, "shape") and hasattr(target, "__setitem__"):
-        target[...] = value
+    if value is target:   # a rule that updated the array in place returns it: done
+        return
+    if is_device_array(target) or (hasattr(target, "shape") and hasattr(target, "__setitem__")):
+        write(target, value)
     else:
         params[name] = value
 
@@ -123,7 +130,9 @@ class Optimizer:
 
     def step(self, params, grads):
         """Update `params` (a dict of name -> array) in place from `grads` (a dict of
-        name -> gradient, or a sequence ordered like params)."""
+        name -> gradient, or a sequence ordered like params). On the cuda target both may
+        be device arrays (as value_and_grad returns for device inputs): the update then
+        stays on the device."""
         grads = self._match(params, grads)
         module = self._module(params)
         args = {}
@@ -171,9 +180,13 @@ class Optimizer:
 
     def _state_for(self, key, p, dtype):
         state = self.state.setdefault(key, {})
+        shape = _shape(p)
+        # on cuda the state stays on the GPU between steps; a scalar's is a kernel
+        # argument, kept on the host
+        make = full if self.target == "cuda" and shape != () else np.full
         for slot in self.slots():
             if slot not in state:
-                state[slot] = np.full(_shape(p), self.initial(slot), dtype=dtype)
+                state[slot] = make(shape, self.initial(slot), dtype=dtype)
         return state
 
     def initial(self, slot):

@@ -9,6 +9,7 @@ import inspect
 import numpy as np
 
 from .compiler import CompiledGraph, compile
+from .device import full, write
 from .frontend import graph as trace_graph
 from .ir import GraphError
 from .tensor import TensorSpec
@@ -47,7 +48,9 @@ class RunningAverages:
     `graph` is the training or the inference graph (or its compiled function): it names
     the averages; means start at 0 and variances at 1. After each training step call
     `update(outputs)` with the training graph's outputs; pass `values` to the inference
-    graph: eval_fn.forward(x, **params, **running.values)."""
+    graph: eval_fn.forward(x, **params, **running.values). On the cuda target the values
+    are device arrays, updated on the device from device outputs (gc.to_host(values)
+    brings them back)."""
 
     def __init__(self, graph, momentum=0.9, unbiased=False, target=None, dtype=None):
         if isinstance(graph, CompiledGraph):   # the update runs where the model runs
@@ -60,14 +63,15 @@ class RunningAverages:
             raise ValueError(f"RunningAverages: momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         self.unbiased = bool(unbiased)
-        self.kinds, self.values = {}, {}
+        self.kinds, self.values, self._shapes = {}, {}, {}
+        make = full if target == "cuda" else np.full   # on cuda they live on the GPU
         for name, (kind, node) in graph.running.items():
             shape = node.shape if node is not None else graph.input(name).shape
             if not all(isinstance(d, int) for d in shape):
                 raise GraphError(f"graph '{graph.name}': running average '{name}' has a symbolic "
                                  f"shape {shape}; give the features a fixed size")
-            self.kinds[name] = kind
-            self.values[name] = np.full(shape, 1.0 if kind == "var" else 0.0, dtype=dtype)
+            self.kinds[name], self._shapes[name] = kind, tuple(shape)
+            self.values[name] = make(tuple(shape), 1.0 if kind == "var" else 0.0, dtype=dtype)
         self.target, self.dtype = target, dtype
         self._fn = None
 
@@ -89,11 +93,11 @@ class RunningAverages:
                 "momentum": self.momentum, "correction": correction}
         out = run_rule(self._compiled(), args)
         for k in self.values:
-            self.values[k][...] = out[f"{k}_new"]
+            write(self.values[k], out[f"{k}_new"])
 
     def _compiled(self):
         if self._fn is None:
-            inputs = [(n, self.values[base].shape) for base in self.values for n in (base, f"batch_{base}")]
+            inputs = [(n, self._shapes[base]) for base in self.values for n in (base, f"batch_{base}")]
 
             def rule(x):
                 out = {}

@@ -235,6 +235,19 @@ def test_step_updates_in_place_and_accepts_a_tuple_of_gradients():
     assert float(params["s"]) == 2.0 and params["f"] == 3.0   # a plain number is replaced
 
 
+def test_an_update_that_is_the_parameter_itself_is_not_copied():
+    """A rule that wrote its result into the parameter's array returns that array: step
+    skips the copy (a read-only array would refuse it)."""
+    from graphc.optim import _write
+    w = np.ones(2)
+    w.flags.writeable = False
+    params = {"w": w}
+    _write(params, "w", w)
+    assert params["w"] is w
+    with pytest.raises(ValueError, match="read-only"):
+        _write(params, "w", np.zeros(2))      # any other value is copied in
+
+
 def test_gradients_must_match_the_parameters():
     opt, params = gc.optim.SGD(lr=0.1), {"a": np.ones(2), "b": np.ones(2)}
     with pytest.raises(KeyError, match="missing b"):
