@@ -47,6 +47,8 @@ class CompiledGraph:
         if self._direct:   # instance attributes: a call finds them before the checked methods
             self.forward = self._straight_to("forward", self.forward)
             self.value_and_grad = self._straight_to("value_and_grad", self.value_and_grad)
+        # inputs of fixed shape: an array of that shape and dtype needs no other check
+        self._fixed = {n.name: n.shape for n in graph.inputs if all(isinstance(d, int) for d in n.shape)}
         self._vectorises = all(n.op.elementwise or n.op.kind in ("input", "const", "alias")
                                for n in graph.nodes)
 
@@ -169,6 +171,9 @@ class CompiledGraph:
         return values, dims, batch
 
     def _convert_in(self, fn, name, value, shape, dims):
+        if type(value) is np.ndarray and value.dtype == self._np_dtype and value.ndim \
+                and value.shape == self._fixed.get(name):
+            return value   # the common case, checked in one comparison
         # a device array stays on the device (the CUDA simulator's arrays have copy_to_host only)
         if hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host"):
             if np.dtype(value.dtype) != self._np_dtype:

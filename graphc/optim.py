@@ -96,7 +96,8 @@ class Optimizer:
         self.dtype = dtype
         self.t = 0                    # steps taken
         self.state = {}               # parameter name -> {slot: array}
-        self._modules = {}
+        self._modules = {}            # (structure, names and shapes, dtype) -> compiled update
+        self._by_arrays = {}          # the same, found by the arrays' names, shapes and dtypes
 
     def __repr__(self):
         return f"<graphc.optim.{type(self).__name__} lr={self.lr!r} t={self.t}>"
@@ -180,6 +181,8 @@ class Optimizer:
 
     def _state_for(self, key, p, dtype):
         state = self.state.setdefault(key, {})
+        if len(state) == len(self.slots()):   # made at the first step
+            return state
         shape = _shape(p)
         # on cuda the state stays on the GPU between steps; a scalar's is a kernel
         # argument, kept on the host
@@ -193,12 +196,17 @@ class Optimizer:
         return 0.0
 
     def _module(self, params):
-        dtype = _dtype_of(params.values(), self.dtype)
-        signature = tuple((k, _shape(v)) for k, v in params.items())
-        key = (self.structure(), signature, dtype)
-        module = self._modules.get(key)
+        # found by what the arrays are (cheap: at every step), built for what the rule needs
+        key = (self.structure(), tuple((k, getattr(v, "shape", ()), getattr(v, "dtype", None))
+                                       for k, v in params.items()))
+        module = self._by_arrays.get(key)
         if module is None:
-            module = self._modules[key] = self._build(signature, dtype)
+            dtype = _dtype_of(params.values(), self.dtype)
+            signature = tuple((k, _shape(v)) for k, v in params.items())
+            built = (self.structure(), signature, dtype)
+            if built not in self._modules:
+                self._modules[built] = self._build(signature, dtype)
+            module = self._by_arrays[key] = self._modules[built]
         return module
 
     def _build(self, signature, dtype):
@@ -216,7 +224,10 @@ class Optimizer:
                 outputs.update((n["out"][slot], new[slot]) for slot in slots)
             return outputs
 
-        fn = compile_rule(f"{self.name}_step", inputs, update, target=self.target, dtype=dtype)
+        # each parameter and state slot may take its new value in its own array
+        in_place = {n["out"][role]: n[role] for n in names.values() for role in ("p",) + slots}
+        fn = compile_rule(f"{self.name}_step", inputs, update, target=self.target, dtype=dtype,
+                          in_place=in_place)
         return _Compiled(fn, names)
 
 

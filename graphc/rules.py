@@ -15,9 +15,12 @@ from .ir import GraphError
 from .tensor import TensorSpec
 
 
-def compile_rule(name, inputs, rule, target="numpy", dtype="float64") -> CompiledGraph:
+def compile_rule(name, inputs, rule, target="numpy", dtype="float64", in_place=None) -> CompiledGraph:
     """Compile `rule({input name: value}) -> {output name: value}` over `inputs`, a list
-    of (name, shape) in the order of the generated functions' arguments (() for a scalar)."""
+    of (name, shape) in the order of the generated functions' arguments (() for a scalar).
+    `in_place` ({output name: input name}) lets an output be written into that input's
+    array where the target can do so safely (the numba target's loops): the caller then
+    gets the input array itself back, already updated."""
     names = [n for n, _ in inputs]
     parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=TensorSpec(shape))
                   for n, shape in inputs]
@@ -29,6 +32,7 @@ def compile_rule(name, inputs, rule, target="numpy", dtype="float64") -> Compile
     g = trace_graph(update, name=name)
     if len(g.outputs) == 1:   # a single output comes back bare: run_rule names it
         g.output_kind = "single"
+    g.in_place = dict(in_place or {})
     return compile(g, target=target, wrt=(), dtype=dtype)
 
 
@@ -107,5 +111,6 @@ class RunningAverages:
                 return out
 
             self._fn = compile_rule("running_averages", inputs + [("momentum", ()), ("correction", ())],
-                                    rule, target=self.target, dtype=self.dtype)
+                                    rule, target=self.target, dtype=self.dtype,
+                                    in_place={f"{k}_new": k for k in self.values})
         return self._fn

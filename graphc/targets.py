@@ -16,7 +16,8 @@ from .indexing import index_to_python
 from . import kernels, loops
 from .loops import reduction
 
-_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.shape\[\d+\]|\[[A-Za-z0-9_, ]*\])?|\d+(\.\d*)?(e[+-]?\d+)?)$")
+_ATOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.shape\[\d+\]|\[[A-Za-z0-9_, ]*\])?|\d+(\.\d*)?(e[+-]?\d+)?"
+                   r"|[A-Za-z_]\w*\.float(32|64)\(\d+(\.\d*)?(e[+-]?\d+)?\))$")   # or a typed literal
 
 
 def atom(text):

@@ -296,3 +296,25 @@ def test_an_input_read_after_its_overwrite_keeps_its_array(case):
     ref = gc.compile(g, wrt=()).forward(before, np.full(4, 3.0))
     for name, value in ref.items():
         np.testing.assert_allclose(out[name], value)
+
+
+def test_optimizer_steps_update_parameters_and_state_in_their_arrays():
+    rng = np.random.default_rng(0)
+    start = {"W": rng.standard_normal((6, 4)), "b": rng.standard_normal(4)}
+    grads = [{k: rng.standard_normal(v.shape) for k, v in start.items()} for _ in range(3)]
+    results = {}
+    for target in ("numpy", "numba"):
+        opt = gc.optim.Adam(lr=0.1, target=target)
+        params = {k: v.copy() for k, v in start.items()}
+        arrays = dict(params)
+        for g in grads:
+            opt.step(params, g)
+            state = {k: dict(s) for k, s in opt.state.items()}
+        assert all(params[k] is arrays[k] for k in params)
+        assert all(opt.state[k][s] is state[k][s] for k in state for s in state[k])
+        results[target] = params
+    source = gc.optim.Adam(lr=0.1, target="numba").compile(start).source
+    for name in ("W", "m_W", "v_W", "b", "m_b", "v_b"):
+        assert f"{name}_new = {name} " in source, name   # no array of its own
+    for k in start:
+        np.testing.assert_allclose(results["numba"][k], results["numpy"][k], rtol=1e-12)
