@@ -4,7 +4,8 @@
 
 The step is forward, backward and an SGD update (lr 0.1) of a ReLU MLP with softmax
 cross-entropy (mean over the batch), batch 128, float32, on fixed seeded random data:
-- graphc: the compiled value_and_grad (gc.compile(..., target=--target, dtype="float32"))
+- graphc: the compiled value_and_grad (gc.compile(..., target=--target, dtype="float32")),
+  with the SGD update by hand in NumPy, and with gc.optim.SGD (compiled for the same target)
   plus the update written in NumPy;
 - NumPy by hand: the same step written out with `@`;
 - PyTorch eager (default thread count) and JAX jit, each in a fresh subprocess, skipped
@@ -54,15 +55,21 @@ def make_data(seed=SEED):
 
 
 # -- graphc
-def graphc_step(target):
+def graphc_step(target, optimizer=False):
+    """graphc's value_and_grad, then SGD by hand in NumPy or (optimizer=True) gc.optim.SGD,
+    whose update graphc compiles for the same target (fused loops, in place on numba)."""
     import graphc as gc
 
     mlp = gc.graph(C.mlp, wrt=NAMES)
     fn = gc.compile(mlp, target=target, dtype="float32")
     assert fn.wrt == NAMES
+    sgd = gc.optim.SGD(LR, target=target)
 
     def step(x, y, p):
         loss, grads = fn.value_and_grad(x, y, **p)
+        if optimizer:
+            sgd.step(p, grads)
+            return loss
         for name, g in zip(NAMES, grads):
             p[name] -= LR * g
         return loss
@@ -181,17 +188,19 @@ def main(argv=None):
     x, y, labels, params = make_data()
     rows = {}
     # correctness first: one step of each from the same parameters
-    p_gc, p_np = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
-    gc_step = graphc_step(args.target)
-    loss_gc, loss_np = gc_step(x, y, p_gc), numpy_step(x, y, p_np)
-    diff = max(C.max_rel_diff(p_gc[n], p_np[n]) for n in NAMES)
+    p_gc, p_opt, p_np = ({k: v.copy() for k, v in params.items()} for _ in range(3))
+    gc_step, opt_step = graphc_step(args.target), graphc_step(args.target, optimizer=True)
+    loss_gc, loss_opt, loss_np = gc_step(x, y, p_gc), opt_step(x, y, p_opt), numpy_step(x, y, p_np)
+    diff = max(C.max_rel_diff(p[n], p_np[n]) for p in (p_gc, p_opt) for n in NAMES)
     if diff > 1e-4:
         print(f"graphc and hand-written NumPy disagree after one step (max rel diff {diff:.2e})")
         return 1
 
     rows["numpy"] = ("NumPy by hand", C.median_time(lambda: numpy_step(x, y, p_np), reps, warmup=10), float(loss_np))
-    rows["graphc"] = (f"graphc ({args.target})", C.median_time(lambda: gc_step(x, y, p_gc), reps, warmup=10),
-                      float(loss_gc))
+    rows["graphc"] = (f"graphc ({args.target}), SGD by hand in NumPy",
+                      C.median_time(lambda: gc_step(x, y, p_gc), reps, warmup=10), float(loss_gc))
+    rows["graphc_optim"] = (f"graphc ({args.target}) with gc.optim.SGD",
+                            C.median_time(lambda: opt_step(x, y, p_opt), reps, warmup=10), float(loss_opt))
     floor = C.median_time(gemm_floor_fn(), reps, warmup=10)
     gflops, t1024 = gemm_gflops(10 if args.quick else 100)
 

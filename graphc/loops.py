@@ -17,10 +17,12 @@ from .codegen import commented
 from .fusion import through_aliases
 from .ir import size_of
 
-PARALLEL_MIN = 1 << 15   # elements below which threads cost more than they save
-# A loop of symbolic size runs on threads when a call brings this many elements or more:
-# the function has a twin compiled with parallel=True, chosen at run time (numba.py.j2)
-RUN_TIME_PARALLEL_MIN = 1 << 18
+# Elements from which a loop runs on threads (a loop of symbolic size: when a call brings
+# that many, taking its function's parallel twin, numba.py.j2). Below it they save little:
+# a loop of simple arithmetic over 200,000 float32 (an MLP's weight update) takes tens of
+# microseconds, and threads that then wait for work take the cores that the next matrix
+# product's BLAS threads need (a training step went from 1.2 to 8 ms on 2 cores).
+PARALLEL_MIN = 1 << 18
 # Numba's parallel lowering writes code of its own that uses these names; a value of the
 # user's called so would shadow them, so such a graph's loops run on one thread
 PARFOR_NAMES = frozenset({"np", "numba", "range", "sched"})
@@ -28,9 +30,7 @@ PARFOR_NAMES = frozenset({"np", "numba", "range", "sched"})
 
 def is_large(shape):
     """Whether a loop over `shape` is worth threads whatever its symbolic dimensions are
-    (they count as 1 here): a batch may be small, and threads that wait on a busy machine
-    cost far more than they save on a small loop (an MLP step on a loaded 2-core machine:
-    20x slower), while matrix products, the bulk of a network's work, have BLAS threads."""
+    (they count as 1 here: a batch may be small; the call decides, see _loop_head)."""
     static = 1
     for d in shape:
         static *= d if isinstance(d, int) else 1

@@ -96,7 +96,7 @@ def _threads_when(ctx):
         return None
     sizes = list(dict.fromkeys(ctx.thread_sizes))
     largest = [s for s in sizes if not any((t / s).is_number and t / s > 1 for t in sizes)]
-    return " or ".join(f"{ctx.table.dimension(s, ctx)} >= {loops.RUN_TIME_PARALLEL_MIN}" for s in largest)
+    return " or ".join(f"{ctx.table.dimension(s, ctx)} >= {loops.PARALLEL_MIN}" for s in largest)
 
 
 def _is_hidden(node):

@@ -51,7 +51,7 @@ def test_an_elementwise_chain_and_its_gradient_are_one_loop():
 
 def test_large_loops_run_on_threads_small_ones_do_not():
     @gc.graph
-    def large(x: gc.Tensor[300, 200]):
+    def large(x: gc.Tensor[600, 500]):
         return gc.sum(gc.exp(x))
     assert "parallel=True" in gc.compile(large, target="numba").source
 
@@ -59,6 +59,10 @@ def test_large_loops_run_on_threads_small_ones_do_not():
     def small(x: gc.Tensor[4, 3]):
         return gc.sum(gc.exp(x))
     assert "parallel=True" not in gc.compile(small, target="numba").source
+    # threads that sleep rather than spin between loops, unless the process chose otherwise
+    passive = 'os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")'
+    assert passive in gc.compile(large, target="numba").source
+    assert passive not in gc.compile(small, target="numba").source
     assert "@numba.njit(cache=True, error_model=\"numpy\", fastmath={\"reassoc\"}, parallel=True)\n" \
         "def __value_and_grad_each" in gc.compile(neuron, target="numba").source
 
