@@ -39,23 +39,19 @@ def _seed_state(states, i, seed):
     states[i]["s1"] = _splitmix64(base + gamma + gamma)
 
 
-@cuda.jit
-def _fill_float64(out, states, seed):
-    i = cuda.grid(1)
-    _seed_state(states, i, seed)
-    for k in range(i, out.shape[0], cuda.gridsize(1)):
-        out[k] = xoroshiro128p_uniform_float64(states, i)
+def _fill_kernel(draw):
+    """A kernel filling `out` with numbers from `draw` (one of numba.cuda.random's)."""
+    @cuda.jit
+    def fill(out, states, seed):
+        i = cuda.grid(1)
+        _seed_state(states, i, seed)
+        for k in range(i, out.shape[0], cuda.gridsize(1)):
+            out[k] = draw(states, i)
+    return fill
 
 
-@cuda.jit
-def _fill_float32(out, states, seed):
-    i = cuda.grid(1)
-    _seed_state(states, i, seed)
-    for k in range(i, out.shape[0], cuda.gridsize(1)):
-        out[k] = xoroshiro128p_uniform_float32(states, i)
-
-
-_FILL = {np.dtype(np.float64): _fill_float64, np.dtype(np.float32): _fill_float32}
+_FILL = {np.dtype(np.float64): _fill_kernel(xoroshiro128p_uniform_float64),
+         np.dtype(np.float32): _fill_kernel(xoroshiro128p_uniform_float32)}
 
 
 def uniform(shape, dtype, seed):
