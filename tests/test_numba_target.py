@@ -71,8 +71,10 @@ def test_a_symbolic_batch_takes_threads_only_when_large():
     # the kernel runs its prange loop as a plain range; its parallel twin takes large calls
     fn = gc.compile(chain, target="numba")
     assert "def __value_and_grad(x, a, b):" in fn.source
-    assert "__value_and_grad_threads = numba.njit(error_model=\"numpy\", fastmath={\"reassoc\"}, " \
-        "parallel=True)(__value_and_grad.py_func)" in fn.source
+    assert "@numba.njit(cache=True, error_model=\"numpy\", fastmath={\"reassoc\"}, parallel=True)\n" \
+        "def __value_and_grad_threads(x, a, b):" in fn.source
+    assert _function(fn.source, "__value_and_grad_threads").split("\n", 1)[1] == \
+        _function(fn.source, "__value_and_grad").split("\n", 1)[1]   # the same statements
     assert "__kernel = __value_and_grad_threads if x.shape[0] >= 262144 else __value_and_grad" in fn.source
     module = fn.module
     ref = gc.compile(chain)
@@ -83,6 +85,9 @@ def test_a_symbolic_batch_takes_threads_only_when_large():
         assert value == pytest.approx(ref_value, rel=1e-12)
         np.testing.assert_allclose(grads[0], ref_grads[0], rtol=1e-12, atol=1e-300)
         assert bool(module.__value_and_grad_threads.signatures) == twin_used, n
+    # the twin is a function of its own, so Numba caches it apart from the one-thread kernel
+    cached = os.listdir(fn.path.parent / "__pycache__")
+    assert any("__value_and_grad_threads" in name and name.endswith(".nbi") for name in cached), cached
 
 
 def test_loops_calling_exp_and_tanh_run_in_simd_lanes():
