@@ -47,8 +47,10 @@ class CompiledGraph:
         if self._direct:   # instance attributes: a call finds them before the checked methods
             self.forward = self._straight_to("forward", self.forward)
             self.value_and_grad = self._straight_to("value_and_grad", self.value_and_grad)
-        # inputs of fixed shape: an array of that shape and dtype needs no other check
-        self._fixed = {n.name: n.shape for n in graph.inputs if all(isinstance(d, int) for d in n.shape)}
+        # each input's declared shape as checks: a size, a symbol's name (bound by the call)
+        # or None (an expression of other dims); printing a SymPy symbol at every call is slow
+        self._declared = {name: tuple(_check_of(d) for d in shape) for name, shape in
+                          [(n.name, n.shape) for n in graph.inputs] + [("grad_out", self._out_shape)]}
         self._vectorises = all(n.op.elementwise or n.op.kind in ("input", "const", "alias")
                                for n in graph.nodes)
 
@@ -171,9 +173,6 @@ class CompiledGraph:
         return values, dims, batch
 
     def _convert_in(self, fn, name, value, shape, dims):
-        if type(value) is np.ndarray and value.dtype == self._np_dtype and value.ndim \
-                and value.shape == self._fixed.get(name):
-            return value   # the common case, checked in one comparison
         # a device array stays on the device (the CUDA simulator's arrays have copy_to_host only)
         if hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host"):
             if np.dtype(value.dtype) != self._np_dtype:
@@ -186,8 +185,9 @@ class CompiledGraph:
             except (TypeError, ValueError) as e:
                 self._fail(fn, f"input {name!r} is not numeric: {e}")
         per_example = self._per_example and shape == () and name != "grad_out"
-        if not per_example and (len(arr.shape) != len(shape)
-                                or not all(_dim_fits(d, n, dims) for d, n in zip(shape, arr.shape))):
+        declared = self._declared[name]
+        if not per_example and (len(arr.shape) != len(declared)
+                                or not all(_dim_fits(d, n, dims) for d, n in zip(declared, arr.shape))):
             bound = ", ".join(f"{k}={v}" for k, v in dims.items())
             self._fail(fn, f"input {name!r} expects shape {format_shape(shape)}, got "
                        f"{format_shape(arr.shape)}" + (f" (with {bound})" if bound else ""))
@@ -218,12 +218,19 @@ class CompiledGraph:
         return dict(zip(self.outputs, values)) if self.graph.output_kind == "dict" else values
 
 
+def _check_of(d):
+    """How a declared dimension is checked: its size, its symbol's name, or None."""
+    if isinstance(d, int):
+        return d
+    return str(d) if d.is_Symbol else None
+
+
 def _dim_fits(declared, actual, dims):
+    if declared is None:
+        return True   # an expression of other dims: checked where they are declared
     if isinstance(declared, int):
         return declared == actual
-    if declared.is_Symbol:
-        return dims.setdefault(str(declared), actual) == actual
-    return True  # an expression of other dims: checked where they are declared
+    return dims.setdefault(declared, actual) == actual
 
 
 def _stack(rows):
