@@ -173,6 +173,10 @@ class CompiledGraph:
         return values, dims, batch
 
     def _convert_in(self, fn, name, value, shape, dims):
+        declared = self._declared[name]
+        if type(value) is np.ndarray and value.ndim and value.dtype == self._np_dtype \
+                and value.shape == declared:
+            return value   # the common case, an array of its fixed shape: nothing to convert
         # a device array stays on the device (the CUDA simulator's arrays have copy_to_host only)
         if hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host"):
             if np.dtype(value.dtype) != self._np_dtype:
@@ -185,7 +189,6 @@ class CompiledGraph:
             except (TypeError, ValueError) as e:
                 self._fail(fn, f"input {name!r} is not numeric: {e}")
         per_example = self._per_example and shape == () and name != "grad_out"
-        declared = self._declared[name]
         if not per_example and (len(arr.shape) != len(declared)
                                 or not all(_dim_fits(d, n, dims) for d, n in zip(declared, arr.shape))):
             bound = ", ".join(f"{k}={v}" for k, v in dims.items())
