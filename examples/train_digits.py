@@ -44,9 +44,12 @@ def load(test_ratio=0.2, seed=0):
 
 
 def train(epochs=30, lr=1e-2, batch_size=64, bn=True, dropout=0.2, seed=0, progress=False, plot=None,
-          target="numpy"):
-    """Train; returns the test accuracy, the time per epoch and the curves."""
+          target="numpy", images=None):
+    """Train; returns the test accuracy, the time per epoch and the curves. `images` keeps
+    that many of the training and of the test images (a quick run)."""
     x_train, x_test, y_train, y_test = load(seed=seed)
+    if images is not None:
+        x_train, x_test, y_train, y_test = x_train[:images], x_test[:images], y_train[:images], y_test[:images]
     rng = np.random.default_rng(seed)
     params = {"W1": gc.init.he((H, D), rng), "b1": gc.init.zeros(H),
               "gamma1": gc.init.ones(H), "beta1": gc.init.zeros(H),
@@ -95,9 +98,11 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--target", choices=sorted(gc.TARGETS), default="numpy",
                     help="where the model and the optimizer run (default numpy)")
+    ap.add_argument("--images", type=int, default=None,
+                    help="keep this many training and test images (a quick run; default all)")
     args = ap.parse_args(argv)
     result = train(args.epochs, args.lr, args.batch_size, not args.no_bn, args.dropout, args.seed,
-                   not args.no_progress, args.plot, args.target)
+                   not args.no_progress, args.plot, args.target, args.images)
     h = result["history"]
     for epoch, loss, tr, te, sec in zip(h.steps("loss"), h["loss"], h["train_acc"], h["test_acc"],
                                         result["epoch_times"]):

@@ -36,9 +36,11 @@ OPTIMIZERS = {
 DEFAULT_LR = {"sgd": 1.0, "momentum": 0.5, "adam": 0.02}
 
 
-def train(steps=1000, optimizer="momentum", lr=None, reg=1e-3, seed=0, progress=False, plot=None, target="numpy"):
-    """Train on the spiral; returns the final training accuracy, the loss curve and timings."""
-    data = gc.data.spiral(n=300, classes=K, noise=0.2, train_ratio=1.0, seed=seed)
+def train(steps=1000, optimizer="momentum", lr=None, reg=1e-3, seed=0, progress=False, plot=None, target="numpy",
+          points=300):
+    """Train on the spiral (`points` of them); returns the final training accuracy, the loss
+    curve and timings."""
+    data = gc.data.spiral(n=points, classes=K, noise=0.2, train_ratio=1.0, seed=seed)
     x, labels = data.x_train, data.y_train
     y = gc.data.one_hot(labels, K)
     rng = np.random.default_rng(seed)
@@ -78,9 +80,10 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--target", choices=sorted(gc.TARGETS), default="numpy",
                     help="where the model and the optimizer run (default numpy)")
+    ap.add_argument("--points", type=int, default=300, help="spiral points, over the 3 classes (default 300)")
     args = ap.parse_args(argv)
     result = train(args.steps, args.optimizer, args.lr, args.reg, args.seed, not args.no_progress, args.plot,
-                   args.target)
+                   args.target, args.points)
     print(f"final loss {result['loss'][-1]:.4f}, training accuracy {result['train_acc']:.2%} "
           f"({args.steps} steps in {result['seconds']:.2f} s, "
           f"{1e6 * result['seconds'] / args.steps:.0f} us per step)")

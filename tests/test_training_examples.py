@@ -34,6 +34,26 @@ def test_digits_mlp_reaches_96_percent_test_accuracy(target):
     assert result["seconds_per_epoch"] > 0
 
 
+def test_spiral_at_a_tiny_size_runs_on_every_target(target):
+    # two steps on 30 points: the cuda target's kernels at the simulator's pace, end to end
+    result = example("train_spiral").train(steps=2, points=30, target=target)
+    reference = example("train_spiral").train(steps=2, points=30)
+    np.testing.assert_allclose(result["loss"], reference["loss"], rtol=1e-12)
+    assert result["train_acc"] == reference["train_acc"]
+
+
+@pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")
+def test_digits_at_a_tiny_size_runs_on_every_target(target):
+    # batch norm, dropout noise drawn for the target, Adam, running averages, the inference graph
+    result = example("train_digits").train(epochs=1, batch_size=16, images=16, target=target)
+    loss = np.asarray(result["history"]["loss"])
+    assert loss.shape == (1,) and np.isfinite(loss).all() and 0 <= result["test_acc"] <= 1
+    if target != "cuda":   # the same noise from the same seed: the same run as NumPy's
+        reference = example("train_digits").train(epochs=1, batch_size=16, images=16)
+        np.testing.assert_allclose(loss, reference["history"]["loss"], rtol=1e-12)
+        assert result["test_acc"] == reference["test_acc"]
+
+
 @pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")
 def test_digits_mlp_with_dropout_only():
     assert example("train_digits").train(epochs=10, bn=False, dropout=0.1)["test_acc"] >= 0.96
