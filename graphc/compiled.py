@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .device import is_device_array
 from .ir import GraphError, format_shape
 
 
@@ -177,8 +178,7 @@ class CompiledGraph:
         if type(value) is np.ndarray and value.ndim and value.dtype == self._np_dtype \
                 and value.shape == declared:
             return value   # the common case, an array of its fixed shape: nothing to convert
-        # a device array stays on the device (the CUDA simulator's arrays have copy_to_host only)
-        if hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host"):
+        if is_device_array(value):   # a device array stays on the device
             if np.dtype(value.dtype) != self._np_dtype:
                 self._fail(fn, f"input {name!r} is a {value.dtype} device array; this graph was "
                            f"compiled for {self.dtype}")
