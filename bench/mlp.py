@@ -5,8 +5,9 @@
 The step is forward, backward and an SGD update (lr 0.1) of a ReLU MLP with softmax
 cross-entropy (mean over the batch), batch 128, float32, on fixed seeded random data:
 - graphc: the compiled value_and_grad (gc.compile(..., target=--target, dtype="float32")),
-  with the SGD update by hand in NumPy, and with gc.optim.SGD (compiled for the same target)
-  plus the update written in NumPy;
+  with the SGD update by hand in NumPy, and with gc.optim.SGD (compiled for the same target);
+  on the numba target the row names the BLAS of its matrix products (MKL where installed;
+  GRAPHC_BLAS=scipy python bench/mlp.py measures SciPy's OpenBLAS instead);
 - NumPy by hand: the same step written out with `@`;
 - PyTorch eager (default thread count) and JAX jit, each in a fresh subprocess, skipped
   with a note when not installed.
@@ -197,9 +198,13 @@ def main(argv=None):
         return 1
 
     rows["numpy"] = ("NumPy by hand", C.median_time(lambda: numpy_step(x, y, p_np), reps, warmup=10), float(loss_np))
-    rows["graphc"] = (f"graphc ({args.target}), SGD by hand in NumPy",
+    which = args.target
+    if which == "numba":   # whose matrix products (graphc.blas; GRAPHC_BLAS chooses)
+        from graphc import blas
+        which += ", MKL" if blas.choice() == "mkl" else ", SciPy's OpenBLAS"
+    rows["graphc"] = (f"graphc ({which}), SGD by hand in NumPy",
                       C.median_time(lambda: gc_step(x, y, p_gc), reps, warmup=10), float(loss_gc))
-    rows["graphc_optim"] = (f"graphc ({args.target}) with gc.optim.SGD",
+    rows["graphc_optim"] = (f"graphc ({which}) with gc.optim.SGD",
                             C.median_time(lambda: opt_step(x, y, p_opt), reps, warmup=10), float(loss_opt))
     floor = C.median_time(gemm_floor_fn(), reps, warmup=10)
     gflops, t1024 = gemm_gflops(10 if args.quick else 100)

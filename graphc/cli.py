@@ -144,6 +144,11 @@ examples:
   graphc compile model.py -o build/                 every graph, into build/
   graphc compile model.py:mlp --wrt W1,b1 --dtype float32
   graphc compile model.py:mlp --target numba        fused loops, compiled by Numba
+  GRAPHC_BLAS=scipy graphc compile model.py --target numba
+
+The numba target's matrix products call Intel MKL where it is installed
+(pip install 'graphc[mkl]') and Numba's @ (SciPy's OpenBLAS) otherwise;
+the environment variable GRAPHC_BLAS=mkl or GRAPHC_BLAS=scipy chooses.
 """),
     "check": (run_check, "compare gradients with central differences at a random point", f"""\
 Compile each graph in float64, draw its inputs uniformly in --range at their

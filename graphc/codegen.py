@@ -11,6 +11,8 @@ from pathlib import Path
 
 import jinja2
 
+from .blas import MKL_RUNTIME
+
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("graphc", "templates"),
     undefined=jinja2.StrictUndefined,
@@ -19,6 +21,7 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+_ENV.globals["mkl_runtime"] = MKL_RUNTIME   # for templates/numba_blas.py.j2
 
 COMMENT_COLUMN = 40   # comments line up here, unless the code is longer
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from . import fusion, loops, ops, symbolic
+from . import blas, fusion, loops, ops, symbolic
 from .fusion import through_aliases as _through_aliases
 from .ir import format_shape, size_of
 from .structural import CUSTOM, STOP
@@ -115,6 +115,7 @@ class Lowering:
         self.namer = Namer(user + list(reserved_extra))
         self.np = self.namer.fresh("np")
         self.definitions = []   # module-level code a target adds while printing (CUDA kernels)
+        self.blas = blas.choice() if table.chooses_blas else None   # what matrix products call
         if table.fuses:   # loops: the module's numba alias, index names, a range no input shadows
             self.numba = self.namer.fresh("numba")
             self.index_names = [self.namer.fresh(c) for c in "ijklmn"] + \
@@ -290,6 +291,7 @@ class _Context:
         self.range = getattr(lowering, "range", None)
         self.prange = getattr(lowering, "prange", None)
         self.threads = getattr(lowering, "threads", False)
+        self.blas = lowering.blas
         self.parallel = False   # set by a loop that runs on several threads
         self.thread_sizes = []  # element counts of symbolic loops that threads may share
         self.in_place = getattr(lowering, "in_place", {})

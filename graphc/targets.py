@@ -36,11 +36,12 @@ class Target:
     rather than a statement each. `typed_literals`: numbers are printed as
     `np.float32(0.5)` in float32 code, where a bare 0.5 would make Numba
     compute in float64. `group_statements` prints a fused group (a loop nest on
-    the CPU, a kernel and its launch on the GPU).
+    the CPU, a kernel and its launch on the GPU). `chooses_blas`: matrix products
+    call the BLAS that blas.choice() names (MKL's, or Numba's `@`).
     """
 
     def __init__(self, name, template, functions, table, fuses=False, typed_literals=False,
-                 group_statements=None):
+                 group_statements=None, chooses_blas=False):
         self.name = name
         self.template = template
         self._functions = functions
@@ -49,6 +50,7 @@ class Target:
         self.fuses = fuses
         self.typed_literals = typed_literals
         self.group_statements = group_statements   # (group, virtual, ctx, Statement) -> statements
+        self.chooses_blas = chooses_blas
 
     def functions(self, np_alias):
         """The function table with the module alias filled in (made once per alias)."""
@@ -155,8 +157,13 @@ NUMPY = Target("numpy", "numpy.py.j2", symbolic.NUMPY_FUNCTIONS, {
 
 def _numba_matmul(node, args, ctx, name):
     a, b = node.inputs
+
+    def product(left, right):   # MKL takes two matrices (templates/numba_blas.py.j2)
+        if ctx.blas == "mkl" and min(a.ndim, b.ndim) >= 2:
+            return f"__matmul({left}, {right})"
+        return f"{atom(left)} @ {atom(right)}"
     if a.ndim <= 2 and b.ndim <= 2:
-        return f"{atom(args[0])} @ {atom(args[1])}"
+        return product(args[0], args[1])
     # stacks of matrices: Numba's @ takes two dimensions at most, so loop over the stack
     batch = node.shape[:len(node.shape) - (a.ndim > 1) - (b.ndim > 1)]
     index = ctx.index_names[:len(batch)]
@@ -170,7 +177,7 @@ def _numba_matmul(node, args, ctx, name):
             return text
         return f"{text}[{loops.broadcast_index(stack, batch, index)}]"
     lines.append("    " * len(batch) + f"{name}[{', '.join(index)}] = "
-                 f"{operand(a, args[0])} @ {operand(b, args[1])}")
+                 f"{product(operand(a, args[0]), operand(b, args[1]))}")
     return f"{ctx.np}.empty({ctx.table.shape(node.shape, ctx)}, dtype={ctx.np}.{ctx.dtype})", lines
 
 
@@ -193,7 +200,7 @@ NUMBA = Target("numba", "numba.py.j2", {**symbolic.NUMBA_FUNCTIONS, "exp": "__ex
     "sum": reduction, "mean": reduction, "max": reduction,
     "reshape": _numba_reshape,
     "broadcast_like": _numba_broadcast,
-}, fuses=True, typed_literals=True, group_statements=loops.group_statements)
+}, fuses=True, typed_literals=True, group_statements=loops.group_statements, chooses_blas=True)
 
 
 # ---- CUDA (numba-cuda) -------------------------------------------------------------

@@ -59,8 +59,8 @@ def test_large_loops_run_on_threads_small_ones_do_not():
     def small(x: gc.Tensor[4, 3]):
         return gc.sum(gc.exp(x))
     assert "parallel=True" not in gc.compile(small, target="numba").source
-    # threads that sleep rather than spin between loops, unless the process chose otherwise
-    passive = 'os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")'
+    # GNU OpenMP's threads sleep rather than spin between loops, unless the process chose
+    passive = 'os.environ.setdefault("GOMP_SPINCOUNT", "0")'
     assert passive in gc.compile(large, target="numba").source
     assert passive not in gc.compile(small, target="numba").source
     assert "@numba.njit(cache=True, error_model=\"numpy\", fastmath={\"reassoc\"}, parallel=True)\n" \
