@@ -81,6 +81,28 @@ def run_peers(script, args, argv):
     return results, skipped
 
 
+def jax_platform(gpu):
+    """Call in a peer before importing JAX, which takes a GPU wherever it finds one: a peer
+    measured against graphc on the CPU is told to use the CPU."""
+    if not gpu:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def torch_device(gpu):
+    """'cuda' where a GPU is wanted and PyTorch sees one, else 'cpu'."""
+    import torch
+    return "cuda" if gpu and torch.cuda.is_available() else "cpu"
+
+
+def peer_label(name, result):
+    """A peer's row label: its name and version, and where it ran (a GPU, or how many threads)."""
+    label = f"{PEERS[name][0]} {result['version']}"
+    device = result.get("device", "cpu")
+    if device != "cpu":   # PyTorch says cuda, JAX gpu
+        return f"{label} on the {'GPU' if device in ('cuda', 'gpu') else device.upper()}"
+    return f"{label} ({result['threads']} threads)" if "threads" in result else label
+
+
 def _without_option(argv, option):
     """argv without `option VALUE` or `option=VALUE`."""
     out, skip = [], False

@@ -8,6 +8,8 @@ the value and the gradients with respect to x, a and b:
 - NumPy by hand: the value and the chain rule written out;
 - PyTorch eager (torch.autograd.grad) and JAX jit (jax.value_and_grad), each in a fresh
   subprocess, skipped with a note when not installed.
+With --target cuda, x stays on the GPU (the gradient comes back as a device array), and
+PyTorch and JAX run on the GPU too where they can (the table says where each ran).
 It prints the median time per call, the ratio to NumPy by hand, and the effective bandwidth
 (the bytes of x, read once, per second) beside the machine's copy bandwidth (np.copyto of a
 4M float64 array, counting its read and its write).
@@ -48,21 +50,26 @@ def numpy_by_hand(x, a, b):
     return f, (dv * s + du * a, np.sum(du * x), np.sum(du))
 
 
-def peer_torch(reps):
+def peer_torch(reps, target):
     import torch
-    x = torch.from_numpy(make_x()).requires_grad_()
-    a = torch.tensor(A, dtype=torch.float64, requires_grad=True)
-    b = torch.tensor(B, dtype=torch.float64, requires_grad=True)
+    device = C.torch_device(gpu=target == "cuda")
+    x = torch.from_numpy(make_x()).to(device).requires_grad_()
+    a = torch.tensor(A, dtype=torch.float64, requires_grad=True, device=device)
+    b = torch.tensor(B, dtype=torch.float64, requires_grad=True, device=device)
 
     def call():
         f = torch.sum(torch.tanh(torch.sigmoid(x * a + b) * x) ** 2)
-        return f, torch.autograd.grad(f, (x, a, b))
+        grads = torch.autograd.grad(f, (x, a, b))
+        if device == "cuda":   # the call is done when the GPU is
+            torch.cuda.synchronize()
+        return f, grads
     f, _ = call()
     return {"call_s": C.median_time(call, reps, warmup=3), "value": f.item(), "version": torch.__version__,
-            "threads": torch.get_num_threads()}
+            "device": device, "threads": torch.get_num_threads()}
 
 
-def peer_jax(reps):
+def peer_jax(reps, target):
+    C.jax_platform(gpu=target == "cuda")
     import jax
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
@@ -75,36 +82,41 @@ def peer_jax(reps):
     def call():
         return jax.block_until_ready(vg(x, A, B))
     v, _ = call()
-    return {"call_s": C.median_time(call, reps, warmup=3), "value": float(v), "version": jax.__version__}
+    return {"call_s": C.median_time(call, reps, warmup=3), "value": float(v), "version": jax.__version__,
+            "device": jax.default_backend()}
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = C.parser(__doc__).parse_args(argv)
     reps = 5 if args.quick else 40
-    if C.answer_as_peer(args, {"torch": peer_torch, "jax": peer_jax}, reps):
+    peers = {"torch": lambda reps: peer_torch(reps, args.target), "jax": lambda reps: peer_jax(reps, args.target)}
+    if C.answer_as_peer(args, peers, reps):
         return 0
 
     x = make_x()
     fn = graphc_fn(args.target)
     ref_v, ref_g = numpy_by_hand(x, A, B)
-    v, g = fn.value_and_grad(x, A, B)
+    x_in = x
+    if args.target == "cuda":   # x stays on the GPU: each call reads it there
+        import graphc as gc
+        x_in = gc.to_device({"x": x})["x"]
+    v, g = fn.value_and_grad(x_in, A, B)
+    if args.target == "cuda":
+        g = (g[0].copy_to_host(), *g[1:])
     diff = max(C.max_rel_diff(v, ref_v), *(C.max_rel_diff(p, q) for p, q in zip(g, ref_g)))
     if diff > 1e-10:
         print(f"graphc and NumPy by hand disagree (max rel diff {diff:.1e})")
         return 1
     rows = [("NumPy by hand", C.median_time(lambda: numpy_by_hand(x, A, B), reps, warmup=2), float(ref_v)),
-            (f"graphc ({args.target})", C.median_time(lambda: fn.value_and_grad(x, A, B), reps, warmup=2),
+            (f"graphc ({args.target})", C.median_time(lambda: fn.value_and_grad(x_in, A, B), reps, warmup=2),
              float(v))]
     dst = np.empty_like(x)
     copy_s = C.median_time(lambda: np.copyto(dst, x), reps * 4, warmup=2)
 
     peer_results, skipped = C.run_peers(__file__, args, argv)
     for name, res in peer_results.items():
-        label = f"{C.PEERS[name][0]} {res['version']}"
-        if "threads" in res:
-            label += f" ({res['threads']} threads)"
-        rows.append((label, res["call_s"], res["value"]))
+        rows.append((C.peer_label(name, res), res["call_s"], res["value"]))
 
     nbytes = x.nbytes
     base = rows[0][1]

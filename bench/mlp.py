@@ -11,6 +11,10 @@ cross-entropy (mean over the batch), batch 128, float32, on fixed seeded random 
 - NumPy by hand: the same step written out with `@`;
 - PyTorch eager (default thread count) and JAX jit, each in a fresh subprocess, skipped
   with a note when not installed.
+With --target cuda the data, the parameters and gc.optim.SGD's update stay on the GPU (the
+row "SGD by hand in NumPy" takes host arrays, copied at each call), and PyTorch and JAX run on
+the GPU too where they can (the table says where each ran); NumPy and its GEMM floor stay the
+CPU's.
 It prints the median time per step over many repetitions after warm-up, the ratio to the
 hand-written NumPy step, the achieved GFLOP/s counting the matrix products' FLOPs, the
 machine's float32 GEMM throughput (1024x1024 @ 1024x1024 in NumPy) and the step's GEMM
@@ -125,13 +129,14 @@ def gemm_gflops(reps):
     return 2 * 1024 ** 3 / t / 1e9, t
 
 
-# -- peers (each run in its own subprocess)
-def peer_torch(reps):
+# -- peers (each run in its own subprocess; on the GPU for the cuda target)
+def peer_torch(reps, target):
     import torch
     import torch.nn.functional as F
+    device = C.torch_device(gpu=target == "cuda")
     x, y, labels, params = make_data()
-    xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
-    p = [torch.from_numpy(params[n].copy()).requires_grad_() for n in NAMES]
+    xt, lt = torch.from_numpy(x).to(device), torch.from_numpy(labels).to(device)
+    p = [torch.from_numpy(params[n].copy()).to(device).requires_grad_() for n in NAMES]
 
     def step():
         W1, b1, W2, b2, W3, b3 = p
@@ -143,14 +148,17 @@ def peer_torch(reps):
             for t in p:
                 t -= LR * t.grad
                 t.grad = None
+        if device == "cuda":   # the step is done when the GPU is
+            torch.cuda.synchronize()
         return loss
     loss0 = float(step())
     t = C.median_time(step, reps, warmup=10)
-    return {"step_s": t, "loss0": loss0, "version": torch.__version__,
+    return {"step_s": t, "loss0": loss0, "version": torch.__version__, "device": device,
             "threads": torch.get_num_threads()}
 
 
-def peer_jax(reps):
+def peer_jax(reps, target):
+    C.jax_platform(gpu=target == "cuda")
     import jax
     import jax.numpy as jnp
     x, y, labels, params = make_data()
@@ -176,45 +184,50 @@ def peer_jax(reps):
         return loss
     loss0 = float(run())
     t = C.median_time(run, reps, warmup=10)
-    return {"step_s": t, "loss0": loss0, "version": jax.__version__}
+    return {"step_s": t, "loss0": loss0, "version": jax.__version__, "device": jax.default_backend()}
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = C.parser(__doc__).parse_args(argv)
     reps = 30 if args.quick else 1000
-    if C.answer_as_peer(args, {"torch": peer_torch, "jax": peer_jax}, reps):
+    peers = {"torch": lambda reps: peer_torch(reps, args.target), "jax": lambda reps: peer_jax(reps, args.target)}
+    if C.answer_as_peer(args, peers, reps):
         return 0
 
     x, y, labels, params = make_data()
     rows = {}
     # correctness first: one step of each from the same parameters
     p_gc, p_opt, p_np = ({k: v.copy() for k, v in params.items()} for _ in range(3))
+    x_opt, y_opt, on_host = x, y, lambda p: p
+    if args.target == "cuda":   # gc.optim's row keeps the data, parameters and state on the GPU
+        import graphc as gc
+        x_opt, y_opt = gc.to_device({"x": x, "y": y}).values()
+        p_opt, on_host = gc.to_device(p_opt), gc.to_host
     gc_step, opt_step = graphc_step(args.target), graphc_step(args.target, optimizer=True)
-    loss_gc, loss_opt, loss_np = gc_step(x, y, p_gc), opt_step(x, y, p_opt), numpy_step(x, y, p_np)
-    diff = max(C.max_rel_diff(p[n], p_np[n]) for p in (p_gc, p_opt) for n in NAMES)
+    loss_gc, loss_opt, loss_np = gc_step(x, y, p_gc), opt_step(x_opt, y_opt, p_opt), numpy_step(x, y, p_np)
+    diff = max(C.max_rel_diff(p[n], p_np[n]) for p in (p_gc, on_host(p_opt)) for n in NAMES)
     if diff > 1e-4:
         print(f"graphc and hand-written NumPy disagree after one step (max rel diff {diff:.2e})")
         return 1
 
     rows["numpy"] = ("NumPy by hand", C.median_time(lambda: numpy_step(x, y, p_np), reps, warmup=10), float(loss_np))
-    which = args.target
-    if which == "numba":   # whose matrix products (graphc.blas; GRAPHC_BLAS chooses)
+    by_hand = optim = args.target
+    if args.target == "numba":   # whose matrix products (graphc.blas; GRAPHC_BLAS chooses)
         from graphc import blas
-        which += ", MKL" if blas.choice() == "mkl" else ", SciPy's OpenBLAS"
-    rows["graphc"] = (f"graphc ({which}), SGD by hand in NumPy",
+        by_hand = optim = "numba, " + ("MKL" if blas.choice() == "mkl" else "SciPy's OpenBLAS")
+    if args.target == "cuda":
+        by_hand, optim = "cuda, host arrays", "cuda, all on the GPU"
+    rows["graphc"] = (f"graphc ({by_hand}), SGD by hand in NumPy",
                       C.median_time(lambda: gc_step(x, y, p_gc), reps, warmup=10), float(loss_gc))
-    rows["graphc_optim"] = (f"graphc ({which}) with gc.optim.SGD",
-                            C.median_time(lambda: opt_step(x, y, p_opt), reps, warmup=10), float(loss_opt))
+    rows["graphc_optim"] = (f"graphc ({optim}) with gc.optim.SGD",
+                            C.median_time(lambda: opt_step(x_opt, y_opt, p_opt), reps, warmup=10), float(loss_opt))
     floor = C.median_time(gemm_floor_fn(), reps, warmup=10)
     gflops, t1024 = gemm_gflops(10 if args.quick else 100)
 
     peer_results, skipped = C.run_peers(__file__, args, argv)
     for name, res in peer_results.items():
-        label = C.PEERS[name][0] + f" {res['version']}"
-        if "threads" in res:
-            label += f" ({res['threads']} threads)"
-        rows[name] = (label, res["step_s"], res["loss0"])
+        rows[name] = (C.peer_label(name, res), res["step_s"], res["loss0"])
 
     flops = step_flops()
     base = rows["numpy"][1]

@@ -176,6 +176,7 @@ def peer_torch(samples):
 
 
 def peer_jax(samples):
+    C.jax_platform(gpu=False)   # calls from Python on scalars: the CPU, on any machine
     import jax
     jax.config.update("jax_enable_x64", True)
 

@@ -1,0 +1,58 @@
+"""The runtime benchmarks run end to end on every target, at tiny sizes and without peers:
+each checks its graphc rows against NumPy by hand before timing them (and returns 1 if they
+disagree), so this keeps the code paths of bench/ working, the cuda target's (data and
+parameters on the device) included. Nothing here is timed."""
+import importlib.util
+from pathlib import Path
+
+import graphc as gc
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))   # the scripts import _common
+    spec = importlib.util.spec_from_file_location(f"graphc_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_mlp(x: gc.Tensor["B", 8], y: gc.Tensor["B", 3], W1: gc.Tensor[6, 8], b1: gc.Tensor[6],
+              W2: gc.Tensor[4, 6], b2: gc.Tensor[4], W3: gc.Tensor[3, 4], b3: gc.Tensor[3]):
+    h1 = gc.relu(x @ W1.T + b1)
+    h2 = gc.relu(h1 @ W2.T + b2)
+    return gc.softmax_cross_entropy(h2 @ W3.T + b3, y)
+
+
+def test_the_mlp_benchmark_runs_on_each_target(target, monkeypatch, capsys):
+    bench = _load("mlp", monkeypatch)
+    monkeypatch.setattr(bench.C, "mlp", _tiny_mlp)
+    monkeypatch.setattr(bench, "SIZES", (8, 6, 4, 3))
+    monkeypatch.setattr(bench, "BATCH", 5)
+    assert bench.main(["--target", target, "--quick", "--peers", ""]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0] == "implementation" and "NumPy by hand" in rows
+    optim = [r for r in rows if r.endswith("with gc.optim.SGD")]
+    assert len(optim) == 1 and optim[0].startswith(f"graphc ({target}")
+    if target == "cuda":
+        assert optim[0] == "graphc (cuda, all on the GPU) with gc.optim.SGD"
+    assert "agree to" in out
+
+
+def test_the_elementwise_benchmark_runs_on_each_target(target, monkeypatch, capsys):
+    bench = _load("elementwise", monkeypatch)
+    monkeypatch.setattr(bench, "N", 2000)
+    assert bench.main(["--target", target, "--quick", "--peers", ""]) == 0
+    out = capsys.readouterr().out
+    assert f"| graphc ({target})" in out and "agree to" in out
+
+
+def test_peers_say_where_they_ran(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import _common as C
+    assert C.peer_label("torch", {"version": "2.0", "device": "cpu", "threads": 2}) == "PyTorch eager 2.0 (2 threads)"
+    assert C.peer_label("torch", {"version": "2.0", "device": "cuda", "threads": 2}) == "PyTorch eager 2.0 on the GPU"
+    assert C.peer_label("jax", {"version": "0.4", "device": "gpu"}) == "JAX jit 0.4 on the GPU"
+    assert C.peer_label("jax", {"version": "0.4", "device": "cpu"}) == "JAX jit 0.4"
