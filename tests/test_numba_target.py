@@ -90,14 +90,16 @@ def test_a_symbolic_batch_takes_threads_only_when_large():
     assert any("__value_and_grad_threads" in name and name.endswith(".nbi") for name in cached), cached
 
 
-def test_loops_calling_exp_and_tanh_run_in_simd_lanes():
+@pytest.mark.parametrize("dtype, lane", [("float64", "double"), ("float32", "float")])
+def test_loops_calling_exp_and_tanh_run_in_simd_lanes(dtype, lane):
     # the module's own exp and tanh are arithmetic: the loop, its sums included, vectorises
-    fn = gc.compile(chain, target="numba")
+    # (float32 code in float32 lanes)
+    fn = gc.compile(chain, target="numba", dtype=dtype)
     kernel = fn.module.__value_and_grad
-    fn.value_and_grad(np.linspace(-1, 1, 100), 0.5, -0.25)
+    fn.value_and_grad(np.linspace(-1, 1, 100, dtype=dtype), 0.5, -0.25)
     llvm = kernel.inspect_llvm(kernel.signatures[0])
-    assert re.search(r"<\d+ x double>", llvm), "the fused loop was not vectorised"
-    assert not re.search(r"@(exp|tanh)\(", llvm), "a libm call is left in the loop"
+    assert re.search(rf"<\d+ x {lane}>", llvm), "the fused loop was not vectorised"
+    assert not re.search(r"@(exp|tanh)f?\(", llvm), "a libm call is left in the loop"
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -127,11 +129,13 @@ def test_exp_and_tanh_agree_with_numpy_everywhere(dtype):
 
 def test_float32_code_has_no_float64_literal():
     fn = gc.compile(chain, target="numba", dtype="float32")
-    for name in ("__forward", "__backward", "__value_and_grad"):
+    # the module's exp and tanh compute in float32 too (no float64 anywhere in them)
+    assert "float64" not in _function(fn.source, "__exp_parts") + _function(fn.source, "__tanh")
+    for name in ("__forward", "__backward", "__value_and_grad", "__exp_parts", "__exp", "__tanh"):
         body = _function(fn.source, name)
         # every number in an expression is typed; 0.0 starts a float64 accumulator on purpose
-        code = [line.split("#")[0] for line in body.splitlines()[1:]]
-        bare = [c for c in code if re.search(r"(?<![\w.(])\d+\.\d+(?!\))", c) and "= 0.0" not in c]
+        code = [re.sub(r"np\.float32\(-?[\d.e+-]+\)", "", line.split("#")[0]) for line in body.splitlines()[1:]]
+        bare = [c for c in code if re.search(r"\d\.\d", c) and "= 0.0" not in c]
         assert not bare, bare
     x = np.linspace(-1, 1, 50, dtype=np.float32)
     value, grads = fn.value_and_grad(x, 0.5, -0.25)
