@@ -168,7 +168,9 @@ def main(argv=None):
                     t, _ = timed("torch", args.target, inductor, runs)
                     rows.append(("torch.compile, warm Inductor cache", t))
                 else:
-                    t, _ = timed("jax", args.target, env, runs)
+                    # JAX takes a GPU wherever it finds one: the CPU targets compare with its CPU
+                    cpu = {} if args.target == "cuda" else {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+                    t, _ = timed("jax", args.target, {**env, **cpu}, runs)
                     rows.append(("JAX jit", t))
             except RuntimeError as e:
                 notes.append(f"skipped {label}: failed: {e}")
