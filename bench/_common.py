@@ -122,10 +122,11 @@ def emit(result):
 
 
 def answer_as_peer(args, peers, reps):
-    """In a peer subprocess (--peer NAME): run that peer, hand its result back, True."""
+    """In a peer subprocess (--peer NAME): run that peer (given the repetitions and --target,
+    which says where it runs), hand its result back, True."""
     if not args.peer:
         return False
-    emit(peers[args.peer](reps))
+    emit(peers[args.peer](reps, args.target))
     return True
 
 

@@ -90,8 +90,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = C.parser(__doc__).parse_args(argv)
     reps = 5 if args.quick else 40
-    peers = {"torch": lambda reps: peer_torch(reps, args.target), "jax": lambda reps: peer_jax(reps, args.target)}
-    if C.answer_as_peer(args, peers, reps):
+    if C.answer_as_peer(args, {"torch": peer_torch, "jax": peer_jax}, reps):
         return 0
 
     x = make_x()

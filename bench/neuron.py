@@ -161,7 +161,7 @@ def per_call(fn, samples):
 
 
 # -- peers (each run in its own subprocess)
-def peer_torch(samples):
+def peer_torch(samples, target):   # per-call overhead on the CPU, whatever the target
     import torch
     leaves = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in POINT]
 
@@ -175,7 +175,7 @@ def peer_torch(samples):
     return {"call_s": per_call(call, samples), "version": torch.__version__}
 
 
-def peer_jax(samples):
+def peer_jax(samples, target):
     C.jax_platform(gpu=False)   # calls from Python on scalars: the CPU, on any machine
     import jax
     jax.config.update("jax_enable_x64", True)

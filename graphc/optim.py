@@ -42,10 +42,9 @@ def _dtype_of(arrays, dtype):
 
 def _write(params, name, value):
     """Store an update: in place into an array (a NumPy or a device array, whichever
-    `value` is), or as a new value for a plain number."""
+    `value` is; nothing to copy when a rule updated the array itself, see device.write),
+    or as a new value for a plain number."""
     target = params[name]
-    if value is target:   # a rule that updated the array in place returns it: done
-        return
     if is_device_array(target) or (hasattr(target, "shape") and hasattr(target, "__setitem__")):
         write(target, value)
     else:

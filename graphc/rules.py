@@ -67,14 +67,14 @@ class RunningAverages:
             raise ValueError(f"RunningAverages: momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         self.unbiased = bool(unbiased)
-        self.kinds, self.values, self._shapes = {}, {}, {}
+        self.kinds, self.values = {}, {}
         make = full if target == "cuda" else np.full   # on cuda they live on the GPU
         for name, (kind, node) in graph.running.items():
             shape = node.shape if node is not None else graph.input(name).shape
             if not all(isinstance(d, int) for d in shape):
                 raise GraphError(f"graph '{graph.name}': running average '{name}' has a symbolic "
                                  f"shape {shape}; give the features a fixed size")
-            self.kinds[name], self._shapes[name] = kind, tuple(shape)
+            self.kinds[name] = kind
             self.values[name] = make(tuple(shape), 1.0 if kind == "var" else 0.0, dtype=dtype)
         self.target, self.dtype = target, dtype
         self._fn = None
@@ -101,7 +101,7 @@ class RunningAverages:
 
     def _compiled(self):
         if self._fn is None:
-            inputs = [(n, self._shapes[base]) for base in self.values for n in (base, f"batch_{base}")]
+            inputs = [(n, tuple(self.values[base].shape)) for base in self.values for n in (base, f"batch_{base}")]
 
             def rule(x):
                 out = {}

@@ -29,4 +29,3 @@ TARGETS = _targets()
 @pytest.fixture(params=TARGETS)
 def target(request):
     return request.param
-

@@ -7,16 +7,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+
+
+def script(folder, name):
+    """Import <folder>/<name>.py by path as a fresh module (its __main__ block does not run)."""
+    spec = importlib.util.spec_from_file_location(f"graphc_{folder}_{name}", ROOT / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @functools.lru_cache(maxsize=None)
 def example(name):
-    """Import examples/<name>.py by path (its __main__ block does not run)."""
-    spec = importlib.util.spec_from_file_location(f"graphc_example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """examples/<name>.py, imported once."""
+    return script("examples", name)
 
 
 SIMULATED_CUDA = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"

@@ -2,20 +2,16 @@
 each checks its graphc rows against NumPy by hand before timing them (and returns 1 if they
 disagree), so this keeps the code paths of bench/ working, the cuda target's (data and
 parameters on the device) included. Nothing here is timed."""
-import importlib.util
-from pathlib import Path
+from support import ROOT, script
 
 import graphc as gc
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+BENCH = ROOT / "bench"
 
 
 def _load(name, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))   # the scripts import _common
-    spec = importlib.util.spec_from_file_location(f"graphc_bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("bench", name)
 
 
 def _tiny_mlp(x: gc.Tensor["B", 8], y: gc.Tensor["B", 3], W1: gc.Tensor[6, 8], b1: gc.Tensor[6],
