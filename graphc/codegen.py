@@ -1,6 +1,7 @@
-"""Module text from lowered functions (Jinja2), and writing and importing it."""
+"""Module text from lowered functions (Jinja2), and writing, finding and importing it."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -9,19 +10,24 @@ import re
 import sys
 from pathlib import Path
 
-import jinja2
-
 from .blas import MKL_RUNTIME
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("graphc", "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
-_ENV.globals["mkl_runtime"] = MKL_RUNTIME   # for templates/numba_blas.py.j2
+
+@functools.lru_cache(maxsize=1)
+def _templates():
+    """The Jinja2 environment, made on first use: a compile that finds its module in the
+    cache never renders, and need not import Jinja2."""
+    import jinja2
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("graphc", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.globals["mkl_runtime"] = MKL_RUNTIME   # for templates/numba_blas.py.j2
+    return env
 
 COMMENT_COLUMN = 40   # comments line up here, unless the code is longer
 
@@ -59,7 +65,7 @@ def render(template, doc, aliases, dtype, inputs, wrt, outputs, functions, defin
     whether the code calls a helper it may define (numba_math.py.j2's `__exp`)."""
     fns = [_function(f, aliases["np"], dtype) for f in functions]
     code = "\n".join(line for f in fns for line in f["lines"])
-    return _ENV.get_template(template).render(
+    return _templates().get_template(template).render(
         uses=lambda name: re.search(rf"\b{name}\(", code) is not None,
         doc=docstring_safe(doc), dtype=dtype, definitions=list(definitions), threads=threads, **aliases,
         inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)), outputs=repr(tuple(outputs)), functions=fns,
@@ -129,6 +135,22 @@ def write(source: str, path: Path) -> Path:
         tmp.write_text(source)
         os.replace(tmp, path)   # atomic: a concurrent reader never sees half a module
     return path
+
+
+def remember(key: str, path: Path, source: str):
+    """Record that the graph fingerprinted as `key` (graphc.fingerprint) has its module at `path`."""
+    write(f"{Path(path).resolve()}\n{source_hash(source)}\n", cache_dir() / "keys" / key)
+
+
+def remembered(key: str):
+    """(path, source) of the module recorded under `key`, or None: none recorded, or the file
+    is gone or no longer holds the text that was written (someone edited it)."""
+    try:
+        path, digest = (cache_dir() / "keys" / key).read_text().splitlines()
+        source = Path(path).read_text()
+    except (OSError, ValueError):
+        return None
+    return (Path(path), source) if source_hash(source) == digest else None
 
 
 def load(path: Path, source: str):

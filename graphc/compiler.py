@@ -10,7 +10,7 @@ import gc
 import importlib.util
 from pathlib import Path
 
-from . import __version__, codegen
+from . import __version__, blas, codegen, fingerprint
 from .autodiff import differentiate, resolve_wrt
 from .ir import Graph, GraphError
 from .lower import Lowering
@@ -31,15 +31,25 @@ def compile(graph: Graph, target="numpy", wrt=None, dtype="float64", path=None) 
         raise GraphError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     _check_runtime(target)
     wrt_nodes = resolve_wrt(graph, wrt)
-    try:
-        source = generate(graph, wrt_nodes, TARGETS[target], dtype)
-    except NotImplementedError as e:   # an op or a shape this target cannot print
-        raise GraphError(f"graph '{graph.name}': {e}") from None
-    if path is None:
-        path = codegen.cache_dir() / f"{graph.name}_{codegen.source_hash(source)}" / f"{graph.name}_graphc.py"
-    path = codegen.write(source, path)
+    wrt_names = [w.name for w in wrt_nodes]
+    # the same graph compiled before (in any process): import its module, skip generation
+    key = None if path is not None else fingerprint.key(
+        graph, wrt_names, target, dtype, blas.choice() if TARGETS[target].chooses_blas else None)
+    found = codegen.remembered(key) if key else None
+    if found:
+        path, source = found
+    else:
+        try:
+            source = generate(graph, wrt_nodes, TARGETS[target], dtype)
+        except NotImplementedError as e:   # an op or a shape this target cannot print
+            raise GraphError(f"graph '{graph.name}': {e}") from None
+        if path is None:
+            path = codegen.cache_dir() / f"{graph.name}_{codegen.source_hash(source)}" / f"{graph.name}_graphc.py"
+        path = codegen.write(source, path)
+        if key:
+            codegen.remember(key, path, source)
     module = codegen.load(path, source)
-    return CompiledGraph(graph, target, dtype, [w.name for w in wrt_nodes], source, path, module)
+    return CompiledGraph(graph, target, dtype, wrt_names, source, path, module)
 
 
 # What each target's generated module imports, and how a user gets it
