@@ -70,11 +70,22 @@ def _names_for(keys, slots, scalars):
 
 
 class _Compiled:
-    """A compiled update rule and the names of its inputs and outputs."""
+    """A compiled update rule and the names of its inputs and outputs. On the CPU targets
+    `sources` says where each positional argument of the module's `forward` comes from
+    ((role, key): a parameter "p", its gradient "g", a state slot, or a scalar) and
+    `results` which array each of its outputs goes to, so that `step` can call the module
+    directly when every array already has the rule's dtype and shape (`Optimizer._direct`)."""
 
-    def __init__(self, fn, names):
+    def __init__(self, fn, names, signature, slots, scalar_names):
         self.fn = fn
         self.names = names
+        by_input = {n[role]: (role, key) for key, n in names.items() for role in ("p", "g") + slots}
+        by_input.update((s, ("scalar", s)) for s in scalar_names)
+        self.sources = [by_input[name] for name in fn.inputs] if fn.target != "cuda" else None
+        by_output = {n["out"][role]: (role, key) for key, n in names.items() for role in ("p",) + slots}
+        self.results = [by_output[name] for name in fn.outputs]
+        self.shapes = dict(signature)
+        self.dtype = np.dtype(fn.dtype)
 
 
 class Optimizer:
@@ -135,8 +146,11 @@ class Optimizer:
         stays on the device."""
         grads = self._match(params, grads)
         module = self._module(params)
-        args = {}
         scalars = self.scalars()
+        if module.sources is not None and self._direct(module, params, grads, scalars):
+            self.t += 1
+            return
+        args = {}
         for key, names in module.names.items():
             state = self._state_for(key, params[key], module.fn.dtype)
             args[names["p"]] = params[key]
@@ -151,6 +165,28 @@ class Optimizer:
             for slot in self.slots():
                 _write(self.state[key], slot, out[names["out"][slot]])
         self.t += 1
+
+    def _direct(self, module, params, grads, scalars):
+        """The update through the module's `forward` itself, without CompiledGraph's argument
+        binding and conversions (about 30 microseconds a step for six parameters), when
+        every parameter, gradient and state array is a NumPy array of the rule's dtype and
+        shape. Returns False, having changed nothing, when one is not."""
+        dtype, args = module.dtype, []
+        for role, key in module.sources:
+            if role == "scalar":
+                args.append(dtype.type(scalars[key]))
+                continue
+            value = (params[key] if role == "p" else grads[key] if role == "g"
+                     else self._state_for(key, params[key], module.fn.dtype)[role])
+            if type(value) is not np.ndarray or value.dtype != dtype or value.shape != module.shapes[key]:
+                return False
+            args.append(value[()] if value.ndim == 0 else value)   # a 0-d array as the number it holds
+        results = module.fn.module.forward(*args)
+        if len(module.results) == 1:   # a single output comes back bare
+            results = (results,)
+        for (role, key), value in zip(module.results, results):
+            write(params[key] if role == "p" else self.state[key][role], value)
+        return True
 
     def compile(self, params) -> CompiledGraph:
         """The compiled update for these parameters (read it: `.source`)."""
@@ -227,7 +263,7 @@ class Optimizer:
         in_place = {n["out"][role]: n[role] for n in names.values() for role in ("p",) + slots}
         fn = compile_rule(f"{self.name}_step", inputs, update, target=self.target, dtype=dtype,
                           in_place=in_place)
-        return _Compiled(fn, names)
+        return _Compiled(fn, names, signature, slots, scalar_names)
 
 
 class SGD(Optimizer):

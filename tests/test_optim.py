@@ -235,6 +235,39 @@ def test_step_updates_in_place_and_accepts_a_tuple_of_gradients():
     assert float(params["s"]) == 2.0 and params["f"] == 3.0   # a plain number is replaced
 
 
+def test_a_step_on_the_cpu_calls_the_module_directly(target):
+    """Arrays of the rule's dtype and shapes go straight to the generated module (no argument
+    binding per step); the cuda target's step keeps the checked path, which moves arrays."""
+    params = {"W": np.ones((2, 3), np.float32), "b": np.zeros(2, np.float32), "s": np.array(1.0, np.float32)}
+    W = params["W"]
+    opt = gc.optim.SGD(lr=0.5, momentum=0.9, target=target)
+    fn, calls = opt.compile(params), []
+    checked = fn.forward
+    fn.forward = lambda *args, **kwargs: calls.append(1) or checked(*args, **kwargs)
+    grads = {"W": np.full((2, 3), 2.0, np.float32), "b": np.ones(2, np.float32), "s": np.array(1.0, np.float32)}
+    for _ in range(2):
+        opt.step(params, grads)
+    # v = g, p = p - 0.5 v; then v = 0.9 v + g, p = p - 0.5 v
+    np.testing.assert_allclose(gc.to_host(params)["W"], 1 - 0.5 * 2 - 0.5 * 3.8, rtol=1e-6)
+    np.testing.assert_allclose(gc.to_host(params)["b"], -0.5 - 0.5 * 1.9, rtol=1e-6)
+    np.testing.assert_allclose(gc.to_host(params)["s"], 1 - 0.5 - 0.5 * 1.9, rtol=1e-6)
+    np.testing.assert_allclose(gc.to_host(opt.state["W"])["v"], 3.8, rtol=1e-6)
+    assert params["W"] is W and opt.t == 2
+    assert calls == ([1, 1] if target == "cuda" else [])
+
+
+def test_arrays_that_do_not_fit_the_rule_take_the_checked_path():
+    params = {"w": np.ones(3, np.float32)}
+    opt = gc.optim.SGD(lr=0.5)
+    opt.step(params, {"w": [2.0, 2.0, 2.0]})        # a list
+    opt.step(params, {"w": np.full(3, 2.0)})        # float64 gradients of float32 parameters
+    np.testing.assert_array_equal(params["w"], np.full(3, -1.0, np.float32))
+    with pytest.raises(gc.GraphError, match="expects shape"):
+        opt.step(params, {"w": np.ones(4, np.float32)})
+    np.testing.assert_array_equal(params["w"], -1.0)   # the refused step changed nothing
+    assert opt.t == 2
+
+
 def test_an_update_that_is_the_parameter_itself_is_not_copied():
     """A rule that wrote its result into the parameter's array returns that array: step
     skips the copy (a read-only array would refuse it)."""
