@@ -2,13 +2,15 @@
 `gc.compile` of the same graph (in this process or the next) imports the module it
 wrote before instead of differentiating and lowering again.
 
-The text depends on: the graph (every node, its op and attributes, shapes, names and
-model lines, the outputs, the adjoint records, the in-place and running-average maps),
+The key covers the graph (every node: its op and attributes, shape, name, model line
+and scope; the outputs, the adjoint records, the in-place and running-average maps),
 the target, the dtype, the BLAS (numba target), and the versions of graphc's own code
 (every file of the package, by content) and of SymPy (its simplification and printing
-shape the text). Anything the hash cannot describe exactly (a user's Python function
-as a custom gradient rule, an attribute of an unknown type) makes the graph
-uncacheable: `key` returns None and the module is generated as before.
+shape the text). That is more than the text shows (a model line moved by an edit gives
+a new key, and the same text is written again): a key may miss, never mislead.
+Anything it cannot describe exactly (a user's Python function as a custom gradient
+rule, an attribute of an unknown type) makes the graph uncacheable: `key` returns None
+and the module is generated as before.
 """
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ class Optimizer:
         """The update through the module's `forward` itself, without CompiledGraph's argument
         binding and conversions (about 30 microseconds a step for six parameters), when
         every parameter, gradient and state array is a NumPy array of the rule's dtype and
-        shape. Returns False, having changed nothing, when one is not."""
+        shape. Returns False, having written nothing, when one is not."""
         dtype, args = module.dtype, []
         for role, key in module.sources:
             if role == "scalar":
