@@ -40,7 +40,7 @@ def test_a_graph_compiled_before_is_imported_not_generated(target, monkeypatch):
     np.testing.assert_allclose(again.value_and_grad(x, W)[1][0], first.value_and_grad(x, W)[1][0])
 
 
-def test_a_changed_model_is_generated_anew(monkeypatch):
+def test_a_changed_model_is_generated_anew():
     gc.compile(traced(constant=2.0))
     changed = gc.compile(traced(constant=3.0))
     assert "3.0" in changed.source and "2.0" not in changed.source
@@ -121,9 +121,26 @@ def test_an_explicit_path_always_writes_its_own_module(tmp_path):
     assert fn.path == tmp_path / "mine.py" and fn.path.read_text() == fn.source
 
 
-def test_graphcs_own_files_are_part_of_the_key():
-    digest = fingerprint.package_version()
-    assert len(digest) == 64 and digest == fingerprint.package_version.__wrapped__()
+def test_graphcs_own_files_are_part_of_the_key(tmp_path, monkeypatch):
+    """An edit of any code or template file of the package gives a new digest, and the
+    digest is part of every key."""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "ops.py").write_text("x = 1\n")
+    (tmp_path / "templates" / "numba.py.j2").write_text("{{ x }}\n")
+    monkeypatch.setattr(fingerprint, "_PACKAGE", tmp_path)
+    digest = fingerprint.package_version.__wrapped__   # uncached: read the files each time
+    before = digest()
+    (tmp_path / "notes.txt").write_text("neither code nor a template")
+    assert digest() == before
+    (tmp_path / "templates" / "numba.py.j2").write_text("{{ y }}\n")
+    after_template = digest()
+    (tmp_path / "ops.py").write_text("x = 2\n")
+    assert len({before, after_template, digest()}) == 3
+    g, keys = traced(), set()
+    for version in (before, after_template):
+        monkeypatch.setattr(fingerprint, "package_version", lambda: version)
+        keys.add(key(g))
+    assert len(keys) == 2
 
 
 def test_a_second_process_imports_neither_jinja2_nor_generates(tmp_path):
