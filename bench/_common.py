@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 import graphc as gc
-from graphc.targets import TARGETS
+from graphc.backends import TARGETS
 
 PEERS = {"torch": ("PyTorch eager", "torch"), "jax": ("JAX jit", "jax")}   # name: (label, module)
 RESULT_TAG = "BENCH-RESULT "

@@ -19,7 +19,7 @@ from pathlib import Path
 import graphc as gc
 from graphc.autodiff import resolve_wrt
 from graphc.compiler import generate
-from graphc.targets import TARGETS
+from graphc.backends import TARGETS
 
 import _common as C
 

@@ -212,8 +212,8 @@ def main(argv=None):
 
     rows["numpy"] = ("NumPy by hand", C.median_time(lambda: numpy_step(x, y, p_np), reps, warmup=10), float(loss_np))
     by_hand = optim = args.target
-    if args.target == "numba":   # whose matrix products (graphc.blas; GRAPHC_BLAS chooses)
-        from graphc import blas
+    if args.target == "numba":   # whose matrix products (graphc.backends.numba.blas; GRAPHC_BLAS chooses)
+        from graphc.backends.numba import blas
         by_hand = optim = "numba, " + ("MKL" if blas.choice() == "mkl" else "SciPy's OpenBLAS")
     if args.target == "cuda":
         by_hand, optim = "cuda, host arrays", "cuda, all on the GPU"

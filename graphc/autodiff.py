@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from . import ops, symbolic
-from .ir import Graph, GraphError, Node
-from .structural import unbroadcast, zeros_like
-from .tensor import Tensor
+from .graph import ops, symbolic
+from .graph.ir import Graph, GraphError, Node
+from .graph.ops import zeros_like
+from .graph.structural import unbroadcast
+from .graph.tensor import Tensor
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def differentiate(graph: Graph, wrt: list[Node], seed="auto"):
     out = graph.outputs[0][1]
     if seed == "auto":
         seed = "one" if out.shape == () else "input"
-    node = ops.const(g, 1) if seed == "one" else g.add_input("grad_out", out.shape)
+    node = ops.const(g, 1) if seed == "one" else ops.add_input(g, "grad_out", out.shape)
     return g, node, backprop(g, out, node, wrt)
 
 

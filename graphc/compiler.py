@@ -10,12 +10,15 @@ import gc
 import importlib.util
 from pathlib import Path
 
-from . import __version__, blas, codegen, fingerprint
 from .autodiff import differentiate, resolve_wrt
-from .ir import Graph, GraphError
-from .lower import Lowering
-from .compiled import CompiledGraph, is_scalar_graph
-from .targets import TARGETS
+from .backends import TARGETS
+from .codegen import cache, fingerprint
+from .codegen.render import render
+from .graph.ir import Graph, GraphError, format_shape
+from .lower.lowering import Lowering
+from .lower.program import signature
+from .runtime import CompiledGraph, is_scalar_graph
+from .version import __version__
 
 DTYPES = ("float64", "float32")
 
@@ -29,44 +32,50 @@ def compile(graph: Graph, target="numpy", wrt=None, dtype="float64", path=None) 
         raise GraphError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if dtype not in DTYPES:
         raise GraphError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    _check_runtime(target)
+    backend = TARGETS[target]
+    _check_target(graph, backend, dtype)
     wrt_nodes = resolve_wrt(graph, wrt)
     wrt_names = [w.name for w in wrt_nodes]
     # the same graph compiled before (in any process): import its module, skip generation
-    key = None if path is not None else fingerprint.key(
-        graph, wrt_names, target, dtype, blas.choice() if TARGETS[target].chooses_blas else None)
-    found = codegen.remembered(key) if key else None
+    key = None if path is not None else fingerprint.key(graph, wrt_names, target, dtype, backend.blas())
+    found = cache.remembered(key) if key else None
     if found:
         path, source = found
     else:
         try:
-            source = generate(graph, wrt_nodes, TARGETS[target], dtype)
+            source = generate(graph, wrt_nodes, backend, dtype)
         except NotImplementedError as e:   # an op or a shape this target cannot print
             raise GraphError(f"graph '{graph.name}': {e}") from None
         if path is None:
-            path = codegen.cache_dir() / f"{graph.name}_{codegen.source_hash(source)}" / f"{graph.name}_graphc.py"
-        path = codegen.write(source, path)
+            path = cache.cache_dir() / f"{graph.name}_{cache.source_hash(source)}" / f"{graph.name}_graphc.py"
+        path = cache.write(source, path)
         if key:
-            codegen.remember(key, path, source)
-    module = codegen.load(path, source)
-    return CompiledGraph(graph, target, dtype, wrt_names, source, path, module)
+            cache.remember(key, path, source)
+    module = cache.load(path, source)
+    return CompiledGraph(graph, backend, dtype, wrt_names, source, path, module)
 
 
-# What each target's generated module imports, and how a user gets it
-RUNTIMES = {"numba": (("numba", "scipy"), "pip install 'graphc[numba]'"),
-            "cuda": (("numba", "numba.cuda"), "pip install 'graphc[cuda]'")}
-
-
-def _check_runtime(target):
-    """A clear error, before any work, when the target's runtime is not installed."""
-    modules, hint = RUNTIMES.get(target, ((), ""))
+def _check_target(graph, target, dtype):
+    """A clear error, before any work, when the target cannot compile this graph in this
+    dtype, or its runtime is not installed."""
+    if dtype not in target.dtypes:
+        raise GraphError(f"the {target.name} target computes in {' and '.join(target.dtypes)} only, "
+                         f"not {dtype}; choose another dtype or target")
+    if target.scalars_only:
+        node = next((n for n in graph.nodes if n.shape != ()), None)
+        if node is not None:
+            what = f"input '{node.name}'" if node.op.kind == "input" else f"the {node.op.name} at {node.where}"
+            raise GraphError(f"graph '{graph.name}': the {target.name} target compiles graphs of scalars "
+                             f"only, and {what} has shape {format_shape(node.shape)}; choose the numpy target "
+                             "for tensors")
+    modules, hint = target.runtime
     for module in modules:
         try:
             found = importlib.util.find_spec(module) is not None
         except ModuleNotFoundError:   # a submodule of a missing package
             found = False
         if not found:
-            raise GraphError(f"the {target} target needs the Python package {module.split('.')[0]!r}"
+            raise GraphError(f"the {target.name} target needs the Python package {module.split('.')[0]!r}"
                              f"{' (with numba-cuda)' if module == 'numba.cuda' else ''}: {hint}")
 
 
@@ -111,13 +120,12 @@ def generate(graph, wrt_nodes, target, dtype):
            f"{Path(graph.source.file).name if graph.source else 'an unknown file'} "
            f"({target.name} target, {dtype}).\n\n"
            f"forward({params}) -> {_value(graph.output_names)}\n"
-           f"backward({codegen.signature(backward)}) -> d{out_name}/d({', '.join(w.name for w in wrt_nodes)})\n"
+           f"backward({signature(backward)}) -> d{out_name}/d({', '.join(w.name for w in wrt_nodes)})\n"
            f"value_and_grad({params}) -> ({_value(graph.output_names)}, gradients)\n\n"
            "Regenerate with graphc rather than editing.\n")
-    aliases = {"np": low.np, "numba": getattr(low, "numba", None)}
-    return codegen.render(target.template, doc, aliases, dtype, graph.input_names,
-                          [w.name for w in wrt_nodes], graph.output_names, functions, low.definitions,
-                          each=target.fuses and is_scalar_graph(graph), threads=getattr(low, "threads", False))
+    return render(target, doc, low.aliases, dtype, graph.input_names, [w.name for w in wrt_nodes],
+                  graph.output_names, functions, low.definitions, each=target.per_example and is_scalar_graph(graph),
+                  threads=low.loop is not None and low.loop.threads)
 
 
 def _tuple(names):

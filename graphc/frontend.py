@@ -3,34 +3,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-import keyword
 from contextlib import contextmanager
 
-from . import ops
 from .autodiff import resolve_wrt
-from .ir import Graph, GraphError, Where
-from .tensor import Tensor, TensorSpec
-
-# `grad_out` is the seed parameter of every generated backward function.
-RESERVED_NAMES = frozenset({"grad_out"})
+from .graph import ops
+from .graph.ir import BEHAVIOUR, Graph, GraphError, Where
+from .graph.names import Namer, check_name
+from .graph.tensor import Tensor, TensorSpec
 
 # The graphs being traced, innermost last: gc.scope labels the nodes of the innermost.
 _TRACING: list[Graph] = []
-
-
-def check_name(graph, name, what):
-    """Names become Python identifiers in generated code: refuse what cannot be one."""
-    problem = None
-    if not isinstance(name, str) or not name.isidentifier():
-        problem = "it is not a Python identifier"
-    elif keyword.iskeyword(name) or name in ("None", "True", "False"):
-        problem = "it is a Python keyword"
-    elif name.startswith("__"):
-        problem = "names starting with '__' are reserved for Python"
-    elif name in RESERVED_NAMES:
-        problem = "it is the name of backward's seed argument"
-    if problem:
-        raise GraphError(f"graph '{graph.name}': {name!r} cannot name {what}: {problem}")
 
 
 def graph(fn=None, *, wrt=None, name=None, **options):
@@ -93,7 +75,7 @@ def trace(fn, wrt=None, name=None, options=None):
                                  f"'{param.name}' needs a default or a value: gc.graph(fn, {param.name}=...)")
             continue
         check_name(g, param.name, "an input")
-        g.add_input(param.name, _spec(base, g, param))
+        ops.add_input(g, param.name, _spec(base, g, param))
     if given:
         raise GraphError(f"graph '{g.name}' ({source}): {', '.join(map(repr, given))} is not a "
                          "keyword-only argument of the function (declare it after `*`)")
@@ -164,12 +146,7 @@ def _set_outputs(g, result):
 
 def _default_name(g, base):
     """An output name the user did not choose steps around the names they did."""
-    taken = {n.name for n in g.nodes if n.name}
-    name, k = base, 0
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    return name
+    return Namer({n.name for n in g.nodes if n.name}).fresh(base)
 
 
 def inline(graph: Graph, args):
@@ -198,3 +175,6 @@ def inline(graph: Graph, args):
         target._scope = outer
     outs = [Tensor(target, mapped[n]) for _, n in graph.outputs]
     return outs[0] if graph.output_kind == "single" else tuple(outs)
+
+
+BEHAVIOUR["call"] = inline   # calling a graph inside a trace inlines it

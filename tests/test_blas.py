@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import blas
+from graphc.backends.numba import blas
 
 pytest.importorskip("numba")
 

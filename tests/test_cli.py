@@ -303,7 +303,7 @@ def test_a_model_imports_its_neighbours(tmp_path):
 
 
 def test_loading_restores_sys_path(tmp_path):
-    from graphc.loader import load_graphs
+    from graphc.cli.loader import load_graphs
     write(tmp_path, "model.py", TWO)
     before = list(sys.path)
     graphs, path = load_graphs(f"{tmp_path / 'model.py'}:circuit")

@@ -4,13 +4,15 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import codegen, compiler, fingerprint
-from graphc.structural import with_vjp
+from graphc import compiler
+from graphc.codegen import cache, fingerprint
+from graphc.graph.structural import with_vjp
 
 
 def traced(constant=2.0, width=3, name="model", wrt=("W",)):
@@ -99,7 +101,7 @@ def test_a_python_gradient_rule_cannot_be_keyed_and_is_always_generated(monkeypa
     assert key(gc.graph(model)) is None
     fn = gc.compile(gc.graph(model))
     assert fn.value_and_grad(np.array([1.0, 2.0, 3.0]))[1][0] == pytest.approx([2.0, 4.0, 6.0])
-    assert not (codegen.cache_dir() / "keys").exists()
+    assert not (cache.cache_dir() / "keys").exists()
 
 
 def test_an_edited_module_is_written_again():
@@ -122,19 +124,21 @@ def test_an_explicit_path_always_writes_its_own_module(tmp_path):
 
 
 def test_graphcs_own_files_are_part_of_the_key(tmp_path, monkeypatch):
-    """An edit of any code or template file of the package gives a new digest, and the
-    digest is part of every key."""
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "ops.py").write_text("x = 1\n")
-    (tmp_path / "templates" / "numba.py.j2").write_text("{{ x }}\n")
+    """An edit of any code or template file of the package, in any of its folders, gives a
+    new digest, and the digest is part of every key."""
+    assert fingerprint._PACKAGE == Path(gc.__file__).resolve().parent   # the whole package
+    (tmp_path / "graph").mkdir()
+    (tmp_path / "backends" / "numba").mkdir(parents=True)
+    (tmp_path / "graph" / "ops.py").write_text("x = 1\n")
+    (tmp_path / "backends" / "numba" / "module.py.j2").write_text("{{ x }}\n")
     monkeypatch.setattr(fingerprint, "_PACKAGE", tmp_path)
     digest = fingerprint.package_version.__wrapped__   # uncached: read the files each time
     before = digest()
     (tmp_path / "notes.txt").write_text("neither code nor a template")
     assert digest() == before
-    (tmp_path / "templates" / "numba.py.j2").write_text("{{ y }}\n")
+    (tmp_path / "backends" / "numba" / "module.py.j2").write_text("{{ y }}\n")
     after_template = digest()
-    (tmp_path / "ops.py").write_text("x = 2\n")
+    (tmp_path / "graph" / "ops.py").write_text("x = 2\n")
     assert len({before, after_template, digest()}) == 3
     g, keys = traced(), set()
     for version in (before, after_template):

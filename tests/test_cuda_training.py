@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.optim import _write
+from graphc.train import device
+from graphc.train.optim import _write
 
 cuda = pytest.importorskip("numba.cuda")
 
@@ -187,7 +188,7 @@ def test_device_noise_is_uniform():
     """Large enough for the statistics, small enough for the simulator: the mean, the
     variance and ten bins of 3,000 numbers, and no correlation between neighbours (which
     different generators draw)."""
-    u = host(gc.device.uniform((3000,), "float64", 12345))
+    u = host(device.uniform((3000,), "float64", 12345))
     n = u.size
     assert abs(u.mean() - 0.5) < 4 * np.sqrt(1 / 12 / n)
     assert abs(u.var() - 1 / 12) < 0.01

@@ -261,7 +261,7 @@ def test_missing_runtime_is_a_clear_error(monkeypatch):
 def _rule(fn, shapes, in_place):
     """A graph of `fn` over inputs of `shapes` whose outputs may overwrite `in_place` inputs."""
     from graphc.frontend import graph as trace_graph
-    from graphc.tensor import TensorSpec
+    from graphc.graph.tensor import TensorSpec
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     fn.__signature__ = inspect.Signature([inspect.Parameter(n, kind, annotation=TensorSpec(s))
                                           for n, s in shapes.items()])

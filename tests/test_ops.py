@@ -18,7 +18,7 @@ import pytest
 import sympy as sp
 
 import graphc as gc
-from graphc import ops, structural, symbolic
+from graphc.graph import ops, structural, symbolic
 
 # ---- sampling domains -----------------------------------------------------------------
 # Each domain is a function (rng, shape) -> float64 array, chosen so that the op

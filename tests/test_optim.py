@@ -271,7 +271,7 @@ def test_arrays_that_do_not_fit_the_rule_take_the_checked_path():
 def test_an_update_that_is_the_parameter_itself_is_not_copied():
     """A rule that wrote its result into the parameter's array returns that array: step
     skips the copy (a read-only array would refuse it)."""
-    from graphc.optim import _write
+    from graphc.train.optim import _write
     w = np.ones(2)
     w.flags.writeable = False
     params = {"w": w}

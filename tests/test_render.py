@@ -14,7 +14,7 @@ from support import example
 import sympy as sp
 
 import graphc as gc
-from graphc.evaluate import Evaluation, evaluate, prepare_inputs
+from graphc.diagrams.evaluate import Evaluation, evaluate, prepare_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
@@ -364,7 +364,7 @@ def test_the_compiler_never_imports_graphviz():
     code = ("import sys, graphc as gc\n"
             "@gc.graph\ndef f(x):\n    return gc.exp(x)\n"
             "gc.compile(f).forward(1.0)\n"
-            "assert 'graphviz' not in sys.modules and 'graphc.diagram' not in sys.modules, 'imported'\n"
+            "assert 'graphviz' not in sys.modules and 'graphc.diagrams.diagram' not in sys.modules, 'imported'\n"
             "gc.render(f, {'x': 1.0})\n"
             "assert 'graphviz' in sys.modules\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -1,0 +1,17 @@
+"""The cuda target: the same program for numba-cuda, each fused group one kernel, the
+other array ops small kernels or views (kernels.py), matrix products a tiled kernel or
+cuBLAS (helpers.py); host functions keep device arrays on the device."""
+from __future__ import annotations
+
+from ..base import OPERATORS, Target, reserve_loop_names
+from . import kernels
+from .scalar import FUNCTIONS
+
+# Elementwise ops are printed inside kernels (kernels.py), as scalars; the rest are
+# kernels, views or module helpers.
+OPS = {**OPERATORS, **kernels.TABLE}
+
+TARGET = Target("cuda", "cuda/module.py.j2", FUNCTIONS, OPS, fuses=True, typed_literals=True,
+                group_statements=kernels.group_statements, reserve=reserve_loop_names, per_example=True,
+                device_arrays=True, runtime=(("numba", "numba.cuda"), "pip install 'graphc[cuda]'"),
+                summary="kernels for NVIDIA GPUs (pip install 'graphc[cuda]')")

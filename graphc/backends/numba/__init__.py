@@ -1,0 +1,76 @@
+"""The numba target: the same program compiled by Numba on the CPU, each fused group of
+elementwise ops one loop nest (loops.py), matrix products through BLAS (blas.py)."""
+from __future__ import annotations
+
+from ...lower.fusion import broadcast_index
+from ..base import Target, atom, reserve_loop_names
+from ..numpy import FUNCTIONS as NUMPY_FUNCTIONS, OPS as NUMPY_OPS
+from . import blas, loops
+
+# Inside the loops every value is a scalar: NumPy's ufuncs work on scalars there, but
+# np.where gives a 0-d array, so a choice is Python's conditional. exp and tanh are the
+# module's own (math.py.j2), which loops can vectorise.
+SCALAR_FUNCTIONS = {**NUMPY_FUNCTIONS, "where": "({{a}} if {{c}} else {{b}})"}
+FUNCTIONS = {**SCALAR_FUNCTIONS, "exp": "__exp", "tanh": "__tanh"}
+
+# Elementwise ops are printed inside loops (loops.py), where every value is a scalar;
+# the rest are whole-array statements that Numba compiles (matrix products go to BLAS).
+
+def _matmul(node, args, ctx, name):
+    a, b = node.inputs
+
+    def product(left, right):   # MKL takes two matrices (blas.py.j2)
+        if ctx.blas == "mkl" and min(a.ndim, b.ndim) >= 2:
+            return f"__matmul({left}, {right})"
+        return f"{atom(left)} @ {atom(right)}"
+    if a.ndim <= 2 and b.ndim <= 2:
+        return product(args[0], args[1])
+    # stacks of matrices: Numba's @ takes two dimensions at most, so loop over the stack
+    batch = node.shape[:len(node.shape) - (a.ndim > 1) - (b.ndim > 1)]
+    index = ctx.loop.index[:len(batch)]
+    lines = []
+    for axis, d in enumerate(batch):
+        lines.append("    " * axis + f"for {index[axis]} in {ctx.loop.range}({ctx.target.dimension(d, ctx)}):")
+
+    def operand(x, text):
+        stack = x.shape[:-2] if x.ndim > 1 else ()
+        if not stack:
+            return text
+        return f"{text}[{broadcast_index(stack, batch, index)}]"
+    lines.append("    " * len(batch) + f"{name}[{', '.join(index)}] = "
+                 f"{product(operand(a, args[0]), operand(b, args[1]))}")
+    return f"{ctx.np}.empty({ctx.target.shape(node.shape, ctx)}, dtype={ctx.np}.{ctx.dtype})", lines
+
+
+def _broadcast(node, args, ctx, name):
+    shape = ctx.target.shape(node.shape, ctx)
+    if node.inputs[0].shape == ():   # a constant or a scalar fills the array
+        return f"{ctx.np}.full({shape}, {args[0]}, dtype={ctx.np}.{ctx.dtype})"
+    return f"{ctx.np}.broadcast_to({args[0]}, {shape}).copy()"
+
+
+def _reshape(node, args, ctx, name):
+    # Numba reshapes contiguous arrays only (a transpose is not)
+    return f"{ctx.np}.ascontiguousarray({args[0]}).reshape({ctx.target.shape(node.shape, ctx)})"
+
+
+
+OPS = {
+    **{k: v for k, v in NUMPY_OPS.items() if k not in ("where",)},
+    "matmul": _matmul,
+    "sum": loops.reduction, "mean": loops.reduction, "max": loops.reduction,
+    "reshape": _reshape,
+    "broadcast_like": _broadcast,
+}
+
+
+def _reserve(namer, user):
+    return reserve_loop_names(namer, user, loops.PARFOR_NAMES)
+
+
+TARGET = Target("numba", "numba/module.py.j2", FUNCTIONS, OPS, fuses=True, typed_literals=True,
+                group_statements=loops.group_statements, blas=blas.choice, threads_when=loops.threads_when,
+                reserve=_reserve, per_example=True, native_scalars=True,
+                runtime=(("numba", "scipy"), "pip install 'graphc[numba]'"),
+                template_globals={"mkl_runtime": blas.MKL_RUNTIME},
+                summary="fused loops compiled for the CPU (pip install 'graphc[numba]')")

@@ -1,0 +1,54 @@
+"""Which BLAS the numba target's matrix products call.
+
+Numba's `@` calls the BLAS that SciPy ships (OpenBLAS). Where Intel's MKL is installed (the
+`mkl` package: `pip install 'graphc[mkl]'`), the numba target calls MKL's `cblas_?gemm`
+instead: for the products of a small network's training step on a recent Intel CPU it is
+about 1.4x as fast as that OpenBLAS (it is what PyTorch's CPU build uses). The environment
+variable GRAPHC_BLAS chooses: `mkl`, `scipy`, or unset (MKL where it is installed).
+
+The choice is made when graphc writes a module and is part of its text (a module written for
+MKL loads MKL's runtime library when imported, and says so if it cannot).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+from ...graph.ir import GraphError
+
+CHOICES = ("mkl", "scipy")
+
+# the file name of MKL's single runtime library: libmkl_rt.so.3 (Linux), mkl_rt.3.dll
+# (Windows), libmkl_rt.3.dylib (macOS); the generated module searches with the same pattern
+MKL_RUNTIME = r"(lib)?mkl_rt(\.\d+)*\.(so|dll|dylib)(\.\d+)*"
+
+
+@functools.lru_cache(maxsize=1)
+def mkl_library():
+    """The path of MKL's runtime library, from the installed `mkl` package's files, or None."""
+    from importlib import metadata
+    try:
+        files = metadata.files("mkl") or ()
+    except metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if re.fullmatch(MKL_RUNTIME, file.name):
+            return os.path.normpath(file.locate())
+    return None
+
+
+def choice():
+    """'mkl' or 'scipy', as GRAPHC_BLAS asks (unset: MKL where it is installed)."""
+    wanted = os.environ.get("GRAPHC_BLAS", "").strip().lower()
+    if wanted not in ("", *CHOICES):
+        raise GraphError(f"GRAPHC_BLAS={os.environ['GRAPHC_BLAS']!r} is not a BLAS graphc knows; "
+                         f"choose one of {', '.join(CHOICES)}, or unset it (MKL where it is installed)")
+    if wanted == "scipy":
+        return "scipy"
+    if mkl_library() is None:
+        if wanted == "mkl":
+            raise GraphError("GRAPHC_BLAS=mkl, but MKL is not installed: pip install 'graphc[mkl]' "
+                             "(or unset GRAPHC_BLAS to use SciPy's BLAS)")
+        return "scipy"
+    return "mkl"

@@ -1,0 +1,65 @@
+"""The numpy target: one NumPy statement per operation, as the lecture writes it."""
+from __future__ import annotations
+
+from ...graph import ops
+from ...graph.indexing import index_to_python
+from ..base import OPERATORS, Target, atom
+
+# The printer's functions: `{np}` is the module's NumPy alias
+FUNCTIONS = {
+    "exp": "{np}.exp", "log": "{np}.log", "sqrt": "{np}.sqrt", "sin": "{np}.sin",
+    "cos": "{np}.cos", "tan": "{np}.tan", "sinh": "{np}.sinh", "cosh": "{np}.cosh", "tanh": "{np}.tanh", "Abs": "{np}.abs",
+    "sign": "{np}.sign", "log1p": "{np}.log1p", "expm1": "{np}.expm1",
+    "Max": "{np}.maximum", "Min": "{np}.minimum", "where": "{np}.where",
+}
+
+
+def _axis_text(axes):
+    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+
+
+def _reduce(fn):
+    def print_(node, args, ctx, name):
+        axes, keep = node.attr["axis"], node.attr["keepdims"]
+        if len(axes) == node.inputs[0].ndim and not keep:
+            return f"{ctx.np}.{fn}({args[0]})"
+        return f"{ctx.np}.{fn}({args[0]}, axis={_axis_text(axes)}" + (", keepdims=True)" if keep else ")")
+    return print_
+
+
+def _transpose(node, args, ctx, name):
+    axes = node.attr["axes"]
+    if axes == tuple(reversed(range(len(axes)))):
+        return f"{atom(args[0])}.T"
+    return f"{ctx.np}.transpose({args[0]}, {axes})"
+
+
+def _broadcast(node, args, ctx, name):
+    if node.inputs[0].op is ops.CONST:   # full_like keeps the dtype; a Python float would not
+        return f"{ctx.np}.full_like({args[1]}, {args[0]})"
+    return f"{ctx.np}.broadcast_to({args[0]}, {ctx.np}.shape({args[1]}))"
+
+
+def _scatter(node, args, ctx, name):
+    return (f"{ctx.np}.zeros_like({args[1]})",
+            [f"{name}[{index_to_python(node.attr['index'])}] = {args[0]}"])
+
+
+# whole-array statements; the numba target compiles most of them as they are
+OPS = {
+    **OPERATORS,
+    "where": "{np}.where({0}, {1}, {2})",
+    "matmul": "{0} @ {1}",
+    "transpose": _transpose,
+    "sum": _reduce("sum"), "mean": _reduce("mean"), "max": _reduce("max"),
+    "reshape": lambda node, args, ctx, name: f"{ctx.np}.reshape({args[0]}, {ctx.target.shape(node.shape, ctx)})",
+    "broadcast_like": _broadcast,
+    "zeros_like": "{np}.zeros_like({0})",
+    "getitem": lambda node, args, ctx, name: f"{atom(args[0])}[{index_to_python(node.attr['index'])}]",
+    "scatter": _scatter,
+    "concatenate": lambda node, args, ctx, name: (f"{ctx.np}.concatenate(({', '.join(args)},), "
+                                                  f"axis={node.attr['axis']})"),
+}
+
+TARGET = Target("numpy", "numpy/module.py.j2", FUNCTIONS, OPS, vectorised=True,
+                summary="one readable NumPy statement per operation")

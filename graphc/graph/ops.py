@@ -1,0 +1,372 @@
+"""The op record, the registry, and `apply`: how every node enters a graph.
+
+One op is one record: its name, how it infers its output shape, its
+vector-Jacobian product (VJP) and a NumPy reference. Elementwise ops are declared
+by a scalar SymPy formula and get their derivatives from SymPy. The rules for a
+specific op sit beside its declaration in `primitives.py`.
+
+`apply` is the one door into a graph. It checks shapes (errors name the graph,
+the op, the shapes and the model line), folds constants and drops algebraic
+identities (x*1, x+0, the unit seed) before a node is interned, so every later
+stage sees a simplified graph.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import keyword
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import sympy as sp
+
+from . import symbolic
+from .ir import GraphError, broadcast_shapes, caller_location, format_shape
+from .tensor import Tensor
+
+REGISTRY: dict[str, "Op"] = {}
+
+
+@dataclass(eq=False)
+class Op:
+    name: str
+    kind: str                                   # input | const | elementwise | structural | alias
+    n_inputs: int | None = None                 # None: variadic
+    params: tuple = ()                          # ((name, default), ...): static attributes
+    formula: sp.Expr | None = None              # elementwise: over symbolic.ARGS and param symbols
+    stable: sp.Expr | None = None               # elementwise: the form printed, where the formula overflows
+    explicit_partials: tuple | None = None      # elementwise: rules given instead of derived
+    shape_rule: Callable | None = None          # structural: (attrs, *shapes) -> shape
+    vjp: Callable | None = None                 # (g, y, *inputs, **attrs) -> one contribution per input
+    ref: Callable | None = None                 # NumPy reference, for tests and evaluation
+    symbol: str = ""                            # short label for diagrams and dumps
+    gate: str = ""                              # the lecture's words for its backward pattern
+    nondiff: tuple = field(default_factory=tuple)  # input positions with no gradient
+    domain: str | None = None                   # what input 0 must be when it is a graph input
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+    @property
+    def elementwise(self):
+        return self.kind == "elementwise"
+
+    def formula_for(self, attrs):
+        """The scalar formula with this node's attribute values substituted."""
+        return _formula_for(self, attrs)
+
+    def printed_formula(self, attrs):
+        """The formula a target prints: the stable form where one is declared."""
+        return _formula_for_stable(self, attrs)
+
+    def partials_for(self, attrs, n_inputs):
+        return _partials_for(self, attrs, n_inputs)
+
+
+def _param_symbols(op):
+    return {name: sp.Symbol(name, real=True) for name, _ in op.params}
+
+
+@functools.lru_cache(maxsize=None)
+def _formula_for(op, attrs):
+    if op is EXPR:
+        return dict(attrs)["expr"]
+    syms = _param_symbols(op)
+    return op.formula.subs({syms[k]: v for k, v in attrs}) if attrs else op.formula
+
+
+@functools.lru_cache(maxsize=None)
+def _formula_for_stable(op, attrs):
+    """The printed form: the stable formula where one is declared."""
+    if op.stable is None:
+        return _formula_for(op, attrs)
+    syms = _param_symbols(op)
+    return op.stable.subs({syms[k]: v for k, v in attrs}) if attrs else op.stable
+
+
+@functools.lru_cache(maxsize=None)
+def _partials_for(op, attrs, n_inputs):
+    syms = _param_symbols(op)
+    values = {syms[k]: v for k, v in attrs if k in syms}
+    if op.explicit_partials is not None:
+        rules = op.explicit_partials
+    else:
+        formula = op.formula if op is not EXPR else _formula_for(op, attrs)
+        rules = symbolic.partials(formula, n_inputs)
+    return tuple(sp.sympify(r).subs(values) for r in rules)
+
+
+def register(op):
+    if not op.name.isidentifier() or keyword.iskeyword(op.name):
+        raise GraphError(f"an op name must be a Python identifier, got {op.name!r}")
+    REGISTRY[op.name] = op
+    return op
+
+
+# ---- declaring ops -------------------------------------------------------------
+
+def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None, gate=None,
+                nondiff=(), domain=None, register_op=True):
+    """Declare an elementwise op from a scalar SymPy formula and return its function.
+
+    `formula` is a lambda over SymPy symbols; parameters with defaults are static
+    attributes (`lambda x, alpha=0.01: ...`). Its derivative comes from SymPy
+    unless `partials` (a lambda over the same arguments plus the output `y`)
+    gives the rules. `stable` is an equal formula that is printed instead where
+    the textbook one overflows.
+    """
+    sig = inspect.signature(formula)
+    inputs = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
+    params = tuple((p.name, p.default) for p in sig.parameters.values()
+                   if p.default is not inspect.Parameter.empty)
+    if len(inputs) > len(symbolic.ARGS):
+        raise GraphError(f"op '{name}': at most {len(symbolic.ARGS)} inputs")
+    param_syms = [sp.Symbol(k, real=True) for k, _ in params]
+    args = symbolic.ARGS[:len(inputs)]
+    try:
+        expr = sp.sympify(formula(*args, *param_syms))
+        explicit = None
+        if partials is not None:
+            explicit = tuple(sp.sympify(p) for p in partials(*args, *param_syms, symbolic.Y))
+        stable_expr = sp.sympify(stable(*args, *param_syms)) if stable is not None else None
+    except (TypeError, AttributeError, ValueError, sp.SympifyError) as e:
+        raise GraphError(f"op '{name}': its formulas must be SymPy expressions of their arguments "
+                         f"(sp.exp, not math.exp or np.exp): {e}") from None
+    if explicit is not None and len(explicit) != len(inputs):
+        raise GraphError(f"op '{name}': partials must give one rule per input")
+    op = Op(name, "elementwise", len(inputs), params, expr, stable_expr, explicit, ref=ref,
+            symbol=symbol or name, gate=gate or "", nondiff=tuple(nondiff), domain=domain)
+    op.vjp = _elementwise_vjp
+    if register_op:
+        register(op)
+    return _op_function(op, inputs)
+
+
+def structural(name, n_inputs, shape, vjp, params=(), ref=None, symbol=None, gate="", nondiff=()):
+    """Declare a structural op (matmul, sum, reshape...) by its shape rule and VJP."""
+    op = register(Op(name, "structural", n_inputs, tuple(params), shape_rule=shape, vjp=vjp,
+                     ref=ref, symbol=symbol or name, gate=gate, nondiff=tuple(nondiff)))
+    return op
+
+
+def _op_function(op, input_names):
+    def fn(*args, **attrs):
+        return apply(op, args, **attrs)
+    fn.__name__ = op.name
+    fn.op = op
+    fn.__doc__ = (f"Elementwise {op.name}({', '.join(input_names)}"
+                  + "".join(f", {k}={v!r}" for k, v in op.params) + f"): {op.formula}")
+    return fn
+
+
+# ---- the internal ops -----------------------------------------------------------
+
+INPUT = register(Op("input", "input", 0, symbol="input"))
+CONST = register(Op("const", "const", 0, symbol="const"))
+# EXPR is the elementwise op whose formula lives in its attributes: the fused
+# local-gradient expressions autodiff writes (grad_s3 = grad_L*y*(1 - y)).
+EXPR = register(Op("expr", "elementwise", None, symbol="f", gate=""))
+EXPR.vjp = None  # set below, once _elementwise_vjp exists
+
+
+# zeros of an input's shape: what a gradient is where none flows (written by autodiff and
+# by apply itself, when a local gradient folds to 0)
+ZEROS = structural("zeros_like", 1, lambda attrs, x: x, lambda g, y, x: (None,),
+                   ref=np.zeros_like, symbol="0", nondiff=(0,))
+
+
+def zeros_like(x):
+    return apply(ZEROS, (x,))
+
+
+def add_input(graph, name, shape):
+    """A new input of `graph` (after the ones it has), as a node."""
+    if any(n.name == name for n in graph.inputs):
+        raise GraphError(f"graph '{graph.name}': input '{name}' is declared twice")
+    node = graph.add(INPUT, (("name", name),), (), tuple(shape), name=name)
+    graph.inputs.append(node)
+    return node
+
+
+def note_domain(tensor, domain):
+    """Record that `tensor`, if it is a graph input, must lie in `domain` (the values
+    `graphc check` samples: log wants positive ones, a cross-entropy one-hot rows)."""
+    node = tensor.node
+    if node.op.kind == "input":
+        tensor.graph.domains.setdefault(node.name, domain)
+
+
+def const(graph, value, shape=()):
+    value = sp.sympify(value)
+    if shape != ():
+        raise GraphError("constants are scalars; use broadcasting")
+    return graph.add(CONST, (("value", value),), (), ())
+
+
+def const_value(node):
+    """The SymPy value of a constant node, or None."""
+    return node.attrs[0][1] if node.op is CONST else None
+
+
+def _where_text(where):
+    return f" ({where})" if where else ""
+
+
+def fail(graph, op, message, shapes=(), where=None):
+    """Raise a GraphError naming the graph, the op, the shapes and the model line."""
+    where = where or caller_location()
+    shape_text = (" with input shapes " + ", ".join(format_shape(s) for s in shapes)) if shapes else ""
+    raise GraphError(f"graph '{graph.name}'{_where_text(where)}: {op.name}{shape_text}: {message}") from None
+
+
+# ---- apply: the one door into a graph ------------------------------------------
+
+def _graph_of(args):
+    for a in args:
+        if isinstance(a, Tensor):
+            return a.graph
+    return None
+
+
+def as_node(graph, value):
+    if isinstance(value, Tensor):
+        if value.graph is not graph:
+            raise GraphError(f"graph '{graph.name}': a value from graph '{value.graph.name}' "
+                             "was used here; graphs cannot share values")
+        return value.node
+    if isinstance(value, (bool,)) or not isinstance(value, (int, float, sp.Expr)):
+        raise GraphError(f"graph '{graph.name}'{_where_text(caller_location())}: "
+                         f"cannot use {type(value).__name__} {value!r} in a graph "
+                         "(only graph values and Python numbers)")
+    return const(graph, value)
+
+
+def apply(op, args, **attrs):
+    """Add `op(*args, **attrs)` to the graph of its arguments; returns a Tensor."""
+    graph = _graph_of(args)
+    if graph is None:
+        raise GraphError(f"{op.name}: needs at least one graph value (a traced input), "
+                         f"got only {args!r}")
+    nodes = tuple(as_node(graph, a) for a in args)
+    if op.n_inputs is not None and len(nodes) != op.n_inputs:
+        fail(graph, op, f"takes {op.n_inputs} inputs, got {len(nodes)}")
+    known = dict(op.params)
+    unknown = set(attrs) - set(known)
+    if unknown:
+        fail(graph, op, f"unknown attribute(s) {', '.join(sorted(unknown))}")
+    full = tuple((k, _freeze(attrs.get(k, default))) for k, default in op.params)
+    if op.domain and nodes and nodes[0].op is INPUT:
+        graph.domains.setdefault(nodes[0].name, op.domain)
+    return Tensor(graph, add_node(graph, op, full, nodes))
+
+
+def _freeze(v):
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, float):
+        return sp.Float(v) if v != int(v) else sp.Integer(int(v))
+    return v
+
+
+def add_node(graph, op, attrs, nodes):
+    """Shape-check, simplify and intern one node; returns a Node."""
+    shapes = [n.shape for n in nodes]
+    if op.elementwise:
+        shape = broadcast_shapes(*shapes)
+        if shape is None:
+            fail(graph, op, "shapes do not broadcast together", shapes)
+        return _add_elementwise(graph, op, attrs, nodes, shape)
+    try:
+        shape = op.shape_rule(dict(attrs), *shapes)
+    except GraphError as e:
+        fail(graph, op, str(e), shapes)
+    return graph.add(op, attrs, nodes, tuple(shape))
+
+
+def readd(graph, node, inputs):
+    """The same operation as `node`, on other inputs, in `graph`."""
+    if node.op is CONST:
+        return const(graph, const_value(node))
+    return add_node(graph, node.op, node.attrs, inputs)
+
+
+def _add_elementwise(graph, op, attrs, nodes, shape):
+    consts = tuple((i, const_value(n)) for i, n in enumerate(nodes) if n.op is CONST)
+    if op is not EXPR and not consts:
+        return graph.add(op, attrs, nodes, shape)
+    # which inputs are the same node: fold them into one argument
+    pattern = tuple(nodes.index(n) for n in nodes)
+    folded, kept = _fold(op.formula_for(attrs), consts, pattern)
+    # x*1, x + 0, a unit seed: the result is one of the inputs unchanged
+    if len(kept) == 1 and folded == symbolic.ARGS[0] and nodes[kept[0]].shape == shape:
+        return nodes[kept[0]]
+    if not kept:
+        if shape == ():
+            return const(graph, folded)
+        if op is not EXPR:
+            # 0 * x, x ** 0: a constant value, but with x's shape (constants are scalars)
+            return graph.add(op, attrs, nodes, shape)
+        like = next((n for n in nodes if n.shape == shape), None)
+        if folded == 0 and like is not None:
+            # a local gradient that vanishes (g * 0, from 0 * x): zeros of g's shape
+            return zeros_like(Tensor(graph, like)).node
+        # every adjoint has its node's shape, so any other constant-only local
+        # gradient can only be scalar; anything else is a bug in a VJP rule
+        raise GraphError(f"internal error: constant expression {folded} with shape {shape}")
+    if op is not EXPR:
+        return graph.add(op, attrs, nodes, shape)
+    return graph.add(EXPR, (("expr", folded),), tuple(nodes[k] for k in kept), shape)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold(formula, consts, pattern):
+    """`formula` with the constant inputs substituted and repeated inputs merged.
+    Returns the formula over ARGS[:k] and the positions of the k inputs it keeps."""
+    args = symbolic.ARGS
+    folded = formula.subs({args[i]: v for i, v in consts}) if consts else formula
+    free, const_pos = folded.free_symbols, {i for i, _ in consts}
+    kept, mapping = [], {}
+    for i, first in enumerate(pattern):
+        if i in const_pos or args[i] not in free:
+            continue
+        if first not in kept:
+            kept.append(first)
+        mapping[args[i]] = args[kept.index(first)]
+    return folded.xreplace(mapping), tuple(kept)
+
+
+def expr(formula, *args):
+    """An elementwise node computing `formula` (over symbolic.ARGS) of `args`."""
+    graph = _graph_of(args)
+    nodes = tuple(as_node(graph, a) for a in args)
+    shape = broadcast_shapes(*[n.shape for n in nodes])
+    if shape is None:
+        fail(graph, EXPR, "shapes do not broadcast together", [n.shape for n in nodes])
+    return Tensor(graph, _add_elementwise(graph, EXPR, (("expr", sp.sympify(formula)),), nodes, shape))
+
+
+# ---- the elementwise VJP, shared by every elementwise op ------------------------
+
+def _elementwise_vjp(g, y, *inputs, **attrs):
+    """Contribution to input i: g * d op / d input_i, one fused EXPR node each."""
+    node = y.node
+    out = []
+    for i in range(len(inputs)):
+        local = _local_gradient(node.op, node.attrs, len(inputs), i)
+        out.append(None if local is None else expr(local, g, y, *inputs))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_gradient(op, attrs, n_inputs, i):
+    """g * d op / d input_i over (g, y, inputs...): g and y come first, so SymPy's
+    canonical order prints grad_s0*x0 as the lecture does. None: no gradient."""
+    rule = op.partials_for(attrs, n_inputs)[i]
+    if i in op.nondiff or rule == 0:
+        return None
+    shift = {symbolic.ARGS[k]: symbolic.ARGS[k + 2] for k in range(n_inputs)}
+    return sp.piecewise_fold(symbolic.ARGS[0] * rule.xreplace({**shift, symbolic.Y: symbolic.ARGS[1]}))
+
+
+EXPR.vjp = _elementwise_vjp

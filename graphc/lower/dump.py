@@ -1,0 +1,82 @@
+"""The graph as text (`print(graph)`, `graphc show`): a node a line with its shape and
+size, named as the generated code names it (naming.py), like a jaxpr."""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..graph import ops, symbolic
+from ..graph.ir import BEHAVIOUR, format_shape, size_of
+from ..graph.names import Namer
+from ..graph.structural import CUSTOM, STOP
+from .naming import is_hidden, through_aliases, value_names
+
+
+def dump(graph, title=None):
+    """The graph as text, one node a line, with shapes and sizes (like a jaxpr)."""
+    names = _dump_names(graph)
+    notes = {}
+
+    def ref(n):
+        if n.op is STOP:
+            return f"stop_gradient({ref(n.inputs[0])})"
+        if n.op is CUSTOM:
+            notes[through_aliases(n)] = f"  # gradient by rule: {n.attr['label']}"
+        n = through_aliases(n)
+        return str(ops.const_value(n)) if n.op is ops.CONST else names[n]
+
+    ins = ", ".join(f"{n.name}: {format_shape(n.shape)}" for n in graph.inputs)
+    head = title or f"graph {graph.name}({ins}) -> {', '.join(graph.output_names)}"
+    lines = [head + (f"    # {graph.source}" if graph.source else "")]
+    outs = [(name, ref(node)) for name, node in graph.outputs]
+    rows = []
+    for node in graph.live_nodes():
+        if is_hidden(node):
+            continue
+        attrs = ", ".join(f"{k}={_attr_text(v)}" for k, v in node.attrs if k != "rule")
+        call = f"{node.op.name}({', '.join(ref(i) for i in node.inputs)}" + (f"; {attrs}" if attrs else "") + ")"
+        if node.op is ops.EXPR:   # a fused formula reads best with its arguments' names in it
+            call = str(node.attr["expr"].subs({symbolic.ARGS[k]: sp.Symbol(ref(i)) for k, i in
+                                               enumerate(node.inputs)}, simultaneous=True))
+        rows.append((node, names[node], format_shape(node.shape), str(size_of(node.shape)), call))
+    w0 = max((len(r[1]) for r in rows), default=1)
+    w1 = max((len(r[2]) for r in rows), default=1)
+    w2 = max((len(r[3]) for r in rows), default=1)
+    backward = next((r[0] for r in rows if r[0].origin is not None), None)
+    for node, name, shape, size, call in rows:
+        if node is backward:
+            lines.append("  # backward: the adjoints, from the output back to the inputs")
+        lines.append(f"  {name:<{w0}} : {shape:<{w1}} {size:>{w2}} = {call}{notes.get(node, '')}")
+    for name, text in outs:
+        if text != name:
+            lines.append(f"  {name} = {text}")
+    return "\n".join(lines)
+
+
+def _dump_names(graph):
+    """The generated code's names, and an adjoint is grad_<value> as there, named after
+    the first value it is the gradient of (grad_s3, then grad_w2 = grad_s3)."""
+    names = value_names(graph)
+    first = {}
+    for rec in graph.adjoints:
+        first.setdefault(rec.adjoint, through_aliases(rec.forward))
+    namer = Namer([n.name for n in graph.nodes if n.name] +
+                  [name for name, n in graph.outputs if through_aliases(n).origin is None])
+    for node in graph.live_nodes():
+        if node not in names:
+            continue
+        if node.origin is None or node.name:
+            namer.take(names[node])
+        else:
+            forward = first.get(node)
+            names[node] = namer.temp() if forward is None else \
+                namer.fresh("grad_" + (names.get(forward) or forward.name or "s"))
+    return names
+
+
+def _attr_text(v):
+    if hasattr(v, "free_symbols") and getattr(v, "is_Atom", False) is False and v.free_symbols:
+        return str(v).replace("_a", "a")
+    return str(v)
+
+
+BEHAVIOUR["text"] = dump   # str(graph)

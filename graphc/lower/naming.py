@@ -1,0 +1,40 @@
+"""The lecture's names for a graph's values, shared by the generated code, `graphc show`
+and the diagrams: inputs and named values keep their names, an output its own, the
+other intermediates are s0, s1, ... (a Namer steps around every name the user chose)."""
+from __future__ import annotations
+
+from ..graph.names import Namer
+
+
+def through_aliases(node):
+    """The node that computes `node`'s value: aliases (stop_gradient, a custom VJP's
+    value) only give it a second name."""
+    while node.op.kind == "alias":
+        node = node.inputs[0]
+    return node
+
+
+def is_hidden(node):
+    """Nodes that need no statement: inputs, constants, pure aliases."""
+    return node.op.kind in ("input", "const", "alias")
+
+
+def user_names(graph):
+    """The names the user chose: inputs, .named() values, outputs."""
+    return [n.name for n in graph.nodes if n.name] + list(graph.output_names)
+
+
+def value_names(graph, namer=None):
+    """{node: name} for the live forward values of `graph` that need a name."""
+    namer = namer or Namer(user_names(graph))
+    names = {}
+    for name, node in graph.outputs:
+        node = through_aliases(node)
+        if node.name is None and node.op.kind not in ("input", "const") and node not in names:
+            names[node] = name
+    for node in graph.live_nodes():
+        if node.name:
+            names[node] = node.name
+        elif node not in names and not is_hidden(node):
+            names[node] = namer.temp()
+    return names
