@@ -10,7 +10,7 @@
     value, grads = fn.value_and_grad(2.0, -1.0, -3.0, -2.0, -3.0)
 """
 from .version import __version__
-from .graph.ir import Graph, GraphError
+from .graph.ir import BEHAVIOUR, Graph, GraphError
 from .graph.tensor import Tensor
 from .graph.ops import elementwise, REGISTRY
 from .graph.primitives import (
@@ -34,8 +34,32 @@ from .train.gradcheck import gradcheck
 from .train.device import to_device, to_host       # cuda: state on the GPU
 
 
+def _notebook_svg(graph):
+    """The structure diagram a notebook shows for a graph: None where Graphviz's dot program
+    is missing, or the graph is too large to be read as a picture."""
+    if len(graph.nodes) > 300:
+        return None
+    import graphviz
+    try:
+        return render(graph).pipe(format="svg", encoding="utf-8")
+    except (graphviz.ExecutableNotFound, graphviz.CalledProcessError):
+        return None
+
+
+BEHAVIOUR["svg"] = _notebook_svg
+
+
 def render(graph, values=None, path=None, **options):
     """Draw `graph` as the lecture's circuit diagram and return it as a graphviz.Digraph
     (see graphc.diagrams.diagram.render). Imported on first use: the compiler never needs Graphviz."""
     from .diagrams.diagram import render as _render
     return _render(graph, values, path, **options)
+
+
+def __getattr__(name):
+    """An unknown `gc.<name>`: the error names the closest that exist (gc.sigmod: gc.sigmoid)."""
+    import difflib
+    public = [n for n in globals() if not n.startswith("_")]
+    close = difflib.get_close_matches(name, public, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(f'gc.{c}' for c in close)}?" if close else ""
+    raise AttributeError(f"module 'graphc' has no attribute {name!r}{hint}")

@@ -46,9 +46,7 @@ def compile(graph: Graph, target="numpy", wrt=None, dtype="float64", path=None) 
             source = generate(graph, wrt_nodes, backend, dtype)
         except NotImplementedError as e:   # an op or a shape this target cannot print
             raise GraphError(f"graph '{graph.name}': {e}") from None
-        if path is None:
-            path = cache.cache_dir() / f"{graph.name}_{cache.source_hash(source)}" / f"{graph.name}_graphc.py"
-        path = cache.write(source, path)
+        path = cache.store(graph.name, source) if path is None else cache.write(source, path)
         if key:
             cache.remember(key, path, source)
     module = cache.load(path, source)

@@ -45,13 +45,13 @@ def _spec(fn, g, param):
         try:
             ann = eval(ann, fn.__globals__)  # noqa: S307 (the user's own annotation)
         except Exception as e:
-            raise GraphError(f"graph '{g.name}' ({g.source}): cannot read the annotation "
+            raise GraphError(f"{g.source}: graph '{g.name}': cannot read the annotation "
                              f"of '{param.name}': {ann!r} ({e})") from None
     if ann is inspect.Parameter.empty or ann is float:
         return ()
     if isinstance(ann, TensorSpec):
         return ann.shape
-    raise GraphError(f"graph '{g.name}' ({g.source}): input '{param.name}' is annotated {ann!r}; "
+    raise GraphError(f"{g.source}: graph '{g.name}': input '{param.name}' is annotated {ann!r}; "
                      "use gc.Tensor[dims...] for a tensor, or nothing (or float) for a scalar")
 
 
@@ -66,25 +66,27 @@ def trace(fn, wrt=None, name=None, options=None):
     given, static = dict(options or {}), {}
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise GraphError(f"graph '{g.name}' ({source}): *args and **kwargs cannot be "
+            raise GraphError(f"{source}: graph '{g.name}': *args and **kwargs cannot be "
                              "graph inputs; list every input")
         if param.kind is param.KEYWORD_ONLY:   # a trace-time option, not an input
             static[param.name] = given.pop(param.name, param.default)
             if static[param.name] is inspect.Parameter.empty:
-                raise GraphError(f"graph '{g.name}' ({source}): keyword-only argument "
+                raise GraphError(f"{source}: graph '{g.name}': keyword-only argument "
                                  f"'{param.name}' needs a default or a value: gc.graph(fn, {param.name}=...)")
             continue
         check_name(g, param.name, "an input")
         ops.add_input(g, param.name, _spec(base, g, param))
     if given:
-        raise GraphError(f"graph '{g.name}' ({source}): {', '.join(map(repr, given))} is not a "
+        raise GraphError(f"{source}: graph '{g.name}': {', '.join(map(repr, given))} is not a "
                          "keyword-only argument of the function (declare it after `*`)")
     declared = g.input_names
     _TRACING.append(g)
+    g._code = code   # errors name the model function's line that led to them
     try:
         result = fn(*[Tensor(g, n) for n in g.inputs], **static)
     finally:
         _TRACING.pop()
+        g._code = None
     _set_outputs(g, result)
     for key, (kind, node) in g.running.items():   # batch norm's batch statistics, while training
         if node is not None:
@@ -127,11 +129,11 @@ def _set_outputs(g, result):
     else:
         items, g.output_kind = [(None, result)], "single"
     if not items:
-        raise GraphError(f"graph '{g.name}' ({g.source}): returns nothing; return the value(s) to compute")
+        raise GraphError(f"{g.source}: graph '{g.name}': returns nothing; return the value(s) to compute")
     outputs = []
     for key, value in items:
         if not isinstance(value, Tensor) or value.graph is not g:
-            raise GraphError(f"graph '{g.name}' ({g.source}): output {key or ''} is "
+            raise GraphError(f"{g.source}: graph '{g.name}': output {key or ''} is "
                              f"{type(value).__name__}, not a value computed from the inputs")
         name = key or value.node.name or _default_name(g, "L")
         check_name(g, name, "an output")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph.ir import GraphError, format_shape
+from .graph.ir import GraphError, format_shape, html_summary
 
 
 def is_device_array(value):
@@ -65,6 +65,15 @@ class CompiledGraph:
         return (f"<graphc.CompiledGraph {self.graph.name}({', '.join(self.inputs)}) "
                 f"target={self.target} dtype={self.dtype}>")
 
+    def _repr_svg_(self):   # in a notebook: the graph's diagram under a table, as a Graph shows
+        return self.graph._repr_svg_()
+
+    def _repr_html_(self):
+        rows = ([("input" + (", wrt" if n.name in self.wrt else ""), n.name, n.shape) for n in self.graph.inputs]
+                + [("output", name, n.shape) for name, n in self.graph.outputs])
+        return html_summary(f"{self.graph.name} compiled for {self.target} ({self.dtype}): {self.path}",
+                            rows, self._repr_svg_())
+
     def _straight_to(self, name, checked):
         """`name` called with numbers goes straight to the machine code Numba compiled for
         float64 arguments: its entry point converts each argument as the checked path would
@@ -92,7 +101,7 @@ class CompiledGraph:
     def _floats(self, args, kwargs):   # backward's seed makes it a Python wrapper: no entry point
         return self._direct and not kwargs and tuple(map(type, args)) == self._all_floats
 
-    def forward(self, *args, **kwargs):
+    def forward(self, /, *args, **kwargs):   # `/`: an input may be called self
         values, dims, batch = self._bind("forward", args, kwargs)
         if batch is not None:
             return self._outputs(self._each("forward", values, batch))
@@ -100,7 +109,7 @@ class CompiledGraph:
 
     __call__ = forward
 
-    def backward(self, *args, grad_out=None, **kwargs):
+    def backward(self, /, *args, grad_out=None, **kwargs):
         if grad_out is None and self._floats(args, kwargs):
             return self.module.backward(*args)
         values, dims, batch = self._bind("backward", args, kwargs)
@@ -110,7 +119,7 @@ class CompiledGraph:
         grads = self.module.backward(*values) if seed is None else self.module.backward(*values, grad_out=seed)
         return tuple(self._convert(g) for g in grads)
 
-    def value_and_grad(self, *args, grad_out=None, **kwargs):
+    def value_and_grad(self, /, *args, grad_out=None, **kwargs):
         values, dims, batch = self._bind("value_and_grad", args, kwargs)
         seed = self._seed("value_and_grad", grad_out, dims, required=self._out_shape != ())
         if batch is not None:
@@ -190,10 +199,7 @@ class CompiledGraph:
                            f"compiled for {self.dtype}")
             arr = value
         else:
-            try:
-                arr = np.asarray(value, dtype=self._np_dtype)
-            except (TypeError, ValueError) as e:
-                self._fail(fn, f"input {name!r} is not numeric: {e}")
+            arr = self._numeric(fn, name, value)
         per_example = self._per_example and shape == () and name != "grad_out"
         if not per_example and (len(arr.shape) != len(declared)
                                 or not all(_dim_fits(d, n, dims) for d, n in zip(declared, arr.shape))):
@@ -210,8 +216,23 @@ class CompiledGraph:
                            "scalar: pass grad_out=, the gradient flowing into it (its shape)")
             return None
         if self._per_example:   # one seed per example, or one for all
-            return np.asarray(grad_out, dtype=self._np_dtype)
+            return self._numeric(fn, "grad_out", grad_out)
         return self._convert_in(fn, "grad_out", grad_out, self._out_shape, dims)
+
+    def _numeric(self, fn, name, value):
+        """`value` as an array of the compiled dtype, if it holds numbers (NumPy would turn
+        None into nan and "2" into 2.0: both are refused)."""
+        if type(value) is float or type(value) is int:   # numeric by its type: the common case
+            return np.asarray(value, dtype=self._np_dtype)
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as e:   # ragged nested lists
+            self._fail(fn, f"input {name!r} is not an array of numbers: {e}")
+        if arr.dtype.kind not in "biuf":
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            self._fail(fn, f"input {name!r} must be a number or an array of numbers, got "
+                       f"{type(value).__name__} {shown}")
+        return arr.astype(self._np_dtype, copy=False)
 
     def _convert(self, value):
         if np.ndim(value) == 0:

@@ -1,8 +1,12 @@
 """Bad input gets a clear error naming the graph, op, shapes and model line."""
 import inspect
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from support import ROOT
 
 import graphc as gc
 
@@ -24,14 +28,14 @@ def test_matmul_shape_mismatch_names_graph_op_shapes_and_line():
 
 
 def test_symbolic_dimension_mismatch():
-    with pytest.raises(gc.GraphError, match=r"matmul with input shapes \(B, 784\), \(10, 256\)"):
+    with pytest.raises(gc.GraphError, match=r"test_errors.py:\d+: graph 'layer': matmul with input shapes x \(B, 784\), W \(10, 256\)"):
         @gc.graph
         def layer(x: gc.Tensor["B", 784], W: gc.Tensor[10, 256]):
             return x @ W.T.T
 
 
 def test_broadcast_mismatch():
-    with pytest.raises(gc.GraphError, match=r"graph 'f'.*add with input shapes \(3,\), \(4,\): .*broadcast"):
+    with pytest.raises(gc.GraphError, match=r"graph 'f': add with input shapes a \(3,\), b \(4,\): .*broadcast"):
         @gc.graph
         def f(a: gc.Tensor[3], b: gc.Tensor[4]):
             return a + b
@@ -116,7 +120,7 @@ def test_bad_compile_options():
 
 
 def test_static_index_errors():
-    with pytest.raises(gc.GraphError, match=r"getitem with input shapes \(3,\): index 5 is out of range"):
+    with pytest.raises(gc.GraphError, match=r"getitem with input shapes x \(3,\): index 5 is out of range"):
         @gc.graph
         def f(x: gc.Tensor[3]):
             return x[5]
@@ -152,3 +156,28 @@ def test_value_and_grad_of_a_scalar_takes_a_seed():
     value, grads = fn.value_and_grad(1.0, 2.0, grad_out=3.0)
     assert value == pytest.approx(2 * np.sin(1.0))
     assert grads == pytest.approx((3 * 2 * np.cos(1.0), 3 * np.sin(1.0)))
+
+
+def test_an_error_in_a_helper_names_its_line_the_model_s_line_the_scope_and_the_input(tmp_path):
+    """The shape error is raised in a helper the model calls: the message names the helper's
+    line, the model's line that called it, the gc.scope and the parameter involved."""
+    model = tmp_path / "model.py"
+    model.write_text(
+        "import graphc as gc\n"
+        "\n"
+        "def layer(h, W, b):\n"
+        "    return gc.relu(h @ W.T + b)\n"
+        "\n"
+        "@gc.graph\n"
+        "def net(x: gc.Tensor['B', 4], W1: gc.Tensor[8, 4], b1: gc.Tensor[8], W2: gc.Tensor[3, 5], b2: gc.Tensor[3]):\n"
+        "    with gc.scope('layer1'):\n"
+        "        h = layer(x, W1, b1)\n"
+        "    with gc.scope('layer2'):\n"
+        "        h = layer(h, W2, b2)\n"
+        "    return gc.sum(h)\n")
+    r = subprocess.run([sys.executable, "-m", "graphc", "compile", str(model), "-o", "-"], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2
+    assert r.stderr == (f"graphc: error: {model}:4: graph 'net' (in layer2, called from {model}:11): matmul "
+                        "with input shapes (B, 8), W2.T (5, 3): the contracted dimensions differ: 8 (last of the "
+                        "left) vs 5 (first of the right)\n")

@@ -119,7 +119,7 @@ def test_what_it_cannot_compile_is_refused_clearly():
     @gc.graph
     def shadows(max, x):
         return gc.relu(x) * max
-    with pytest.raises(gc.GraphError, match="graph 'shadows': the math target's code calls Python's max, "
+    with pytest.raises(gc.GraphError, match="graph 'shadows': the math target's code calls max, "
                                             "which a value of this graph is named"):
         gc.compile(shadows, target="math")
 

@@ -9,7 +9,7 @@ import sympy as sp
 import graphc as gc
 from graphc.graph import ops, symbolic
 from graphc.backends.numpy import FUNCTIONS as NUMPY_FUNCTIONS
-from graphc.graph.symbolic import ARGS, Y
+from graphc.graph.symbolic import ARGS, Y, log1p
 
 A0, A1 = ARGS[:2]
 P = sp.Symbol("p", positive=True)   # a strictly positive amount
@@ -33,6 +33,7 @@ REGIONS = {
     "less_equal": A_VERSUS_B,
     "equal": A_VERSUS_B,
     "where": ({A0: P}, {A0: -P}, {A0: sp.Integer(0)}),   # the condition c != 0 is not a kink
+    "softplus": SIGN_OF_X,   # smooth, but its rule is written with Min and Abs, which have a kink at 0
 }
 _PIECEWISE_KINDS = (sp.Piecewise, sp.Heaviside, sp.Max, sp.Min, sp.sign, sp.Abs)
 
@@ -56,7 +57,9 @@ def default_attrs(op):
 
 
 def is_zero(expr):
-    return sp.simplify(expr) == 0
+    """Whether SymPy proves `expr` is 0 (log1p, which the stable forms use, taken as the log
+    it stands for: SymPy's simplify does not see through it)."""
+    return sp.simplify(expr.replace(log1p, lambda a: sp.log(1 + a))) == 0
 
 
 def has_piecewise(expr):

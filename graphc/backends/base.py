@@ -40,6 +40,15 @@ OPERATORS = {
 }
 
 
+def empty_max_check(count, ctx):
+    """NumPy's error for a max over no elements, for code whose loops would give -inf: lines
+    that raise it where the count of elements (a SymPy expression) is 0 at run time."""
+    if sp.sympify(count).is_Integer:
+        return []
+    return [f"if {ctx.target.dimension(count, ctx)} == 0:",
+            '    raise ValueError("zero-size array to reduction operation maximum which has no identity")']
+
+
 @dataclass(frozen=True)
 class LoopNames:
     """The names a loop target's code uses (target.reserve): loop indices, the range
@@ -64,6 +73,15 @@ def reserve_loop_names(namer, user, parallel_names=frozenset()):
 
 def _no_names(namer, user):
     return {}, None
+
+
+def check_called(target, called, user):
+    """A clear error where a value of the graph has the name of a module or function that
+    the target's code calls: inside the generated functions it would hide it."""
+    clash = sorted(set(called) & set(user))
+    if clash:
+        raise NotImplementedError(f"the {target} target's code calls {', '.join(clash)}, which a value "
+                                  "of this graph is named; rename that value")
 
 
 class Target:
@@ -146,9 +164,15 @@ class Target:
 
     def constant(self, value, ctx):
         value = sp.sympify(value)
+        literal = self._literal(ctx.np, ctx.dtype)
         if value.is_number:
-            literal = self._literal(ctx.np, ctx.dtype)
             return literal(repr(float(value))) if literal else repr(float(value))
+        numerator, denominator = sp.fraction(value)
+        if literal is None and denominator != 1:
+            # a number over dimensions (a mean's 1/(2*B)) in NumPy's arithmetic, not Python's:
+            # an empty batch then gives inf and nan, as NumPy and PyTorch do, not ZeroDivisionError
+            printer = self.printer(ctx, {})
+            return f"{ctx.np}.{ctx.dtype}({printer(numerator)})/{atom(printer(denominator))}"
         return self.printer(ctx, {})(value)
 
     def dimension(self, d, ctx):

@@ -7,6 +7,8 @@ LoadError whose message names the file and, where known, the line.
 """
 from __future__ import annotations
 
+import builtins
+import difflib
 import importlib.machinery
 import importlib.util
 import itertools
@@ -109,12 +111,34 @@ def describe(e: BaseException, path: str) -> str:
         text = str(e)
     elif isinstance(e, SystemExit):
         text = f"exited (sys.exit({e.code!r})) while being imported"
-    else:
-        text = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    else:   # as Python prints it, with its hints ("Did you mean: 'sigmoid'?")
+        shown = traceback.TracebackException.from_exception(e).format_exception_only()
+        text = " ".join(line.strip() for line in shown if line.strip())
+        if "did you mean" not in text.lower():   # the interpreter adds it, the traceback module not before 3.12
+            text += _did_you_mean(e)
     if path in text:   # graphc's own messages already say where
         return text
     line = _model_line(e, path)
     return f"{path}{f':{line}' if line else ''}: {text}"
+
+
+def _did_you_mean(e):
+    """Python's hint for a misspelt name: the closest attribute of the object, or the closest
+    name the failing line could see."""
+    name = getattr(e, "name", None)
+    if not isinstance(name, str):
+        return ""
+    if isinstance(e, AttributeError) and getattr(e, "obj", None) is not None:
+        candidates = dir(e.obj)
+    elif isinstance(e, NameError) and e.__traceback__ is not None:
+        tb = e.__traceback__
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        candidates = [*tb.tb_frame.f_locals, *tb.tb_frame.f_globals, *dir(builtins)]
+    else:
+        return ""
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f". Did you mean: {close[0]!r}?" if close else ""
 
 
 def _model_line(e, path):

@@ -26,7 +26,7 @@ from ..graph.ir import Graph, Node
 from ..graph.ops import Op
 
 _PACKAGE = Path(__file__).resolve().parent.parent   # graphc/: every file of the package
-_NOT_PART_OF_THE_TEXT = ("_interned", "_origin", "_scope", "traced")   # tracing state
+_NOT_PART_OF_THE_TEXT = ("_interned", "_origin", "_scope", "_code", "traced")   # tracing state
 
 
 class Uncacheable(Exception):

@@ -59,11 +59,13 @@ def prepare_inputs(graph, values):
 
 def as_array(graph, name, value):
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+        array = np.asarray(value)
+    except (TypeError, ValueError):   # ragged nested lists
+        array = None
+    if array is None or array.dtype.kind not in "biuf":   # None would be nan, "2" would be 2.0
         raise GraphError(f"graph '{graph.name}': the value of '{name}' is not a number or an array "
-                         f"of numbers: {value!r}") from None
-    return array
+                         f"of numbers: {value!r}")
+    return array.astype(np.float64, copy=False)
 
 
 # ---- values ------------------------------------------------------------------------

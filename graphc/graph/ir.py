@@ -7,6 +7,7 @@ the existing one, which is common-subexpression elimination for free.
 """
 from __future__ import annotations
 
+import html
 import keyword
 import os
 import sys
@@ -39,6 +40,30 @@ def caller_location() -> Where | None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_PACKAGE_DIR):
             return Where(filename, frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+def located(graph, where=None) -> str:
+    """How an error begins: `FILE:LINE: graph 'g'`, then, while tracing, the gc.scope and
+    the line of the model function that led there, where that is another line (a helper's
+    error is called from the model): `m.py:5: graph 'net' (in layer2, called from m.py:13)`."""
+    where = where or caller_location()
+    context = []
+    if graph._scope:
+        context.append(f"in {'/'.join(graph._scope)}")
+    site = _call_site(graph)
+    if site is not None and site != where:
+        context.append(f"called from {site}")
+    return (f"{where}: " if where else "") + f"graph '{graph.name}'" + (f" ({', '.join(context)})" if context else "")
+
+
+def _call_site(graph):
+    """The line of the model function being traced into `graph` that is running now."""
+    frame = sys._getframe(2)
+    while frame is not None and graph._code is not None:
+        if frame.f_code is graph._code:
+            return Where(frame.f_code.co_filename, frame.f_lineno)
         frame = frame.f_back
     return None
 
@@ -112,7 +137,8 @@ def concrete_shape(shape, dims):
 # What a Graph does that only the stages above the IR know how to do. The IR imports
 # none of them; they fill this table when imported (and `import graphc` imports them
 # all): "call" (frontend.py) inlines a graph into the one being traced, "text"
-# (lower/dump.py) is the dump that names values as the generated code does.
+# (lower/dump.py) is the dump that names values as the generated code does, "svg"
+# (graphc/__init__.py) the diagram a notebook shows, or None.
 BEHAVIOUR = {}
 
 
@@ -166,6 +192,7 @@ class Graph:
         self._interned: dict = {}
         self._origin = None             # set by autodiff while a gate's VJP runs
         self._scope = ()                # set by gc.scope while tracing: stamped on new nodes
+        self._code = None               # the model function's code while it is traced (errors)
 
     # -- building
     def add(self, op, attrs, inputs, shape, name=None):
@@ -235,3 +262,21 @@ class Graph:
 
     def __repr__(self):
         return f"<graphc.Graph {self.name}({', '.join(self.input_names)}) -> {', '.join(self.output_names)}>"
+
+    # -- in a notebook: a table of the inputs and outputs, and the diagram ("svg", filled by
+    # graphc/__init__.py, draws it where Graphviz's dot is installed)
+    def _repr_svg_(self):
+        return BEHAVIOUR["svg"](self)
+
+    def _repr_html_(self):
+        return html_summary(f"graph {self.name}", [("input", n.name, n.shape) for n in self.inputs]
+                            + [("output", name, n.shape) for name, n in self.outputs], self._repr_svg_())
+
+
+def html_summary(title, rows, svg=None):
+    """A notebook's view of a graph or a compiled function: a table of (kind, name, shape)
+    rows, then the diagram's SVG where there is one."""
+    cells = "".join(f"<tr><td>{kind}</td><td><code>{html.escape(name)}</code></td>"
+                    f"<td><code>{html.escape(format_shape(shape))}</code></td></tr>" for kind, name, shape in rows)
+    return (f"<b>{html.escape(title)}</b><table><tr><th></th><th>name</th><th>shape</th></tr>{cells}</table>"
+            + (svg or ""))

@@ -34,20 +34,23 @@ def softmax(a, axis=-1):
 
 
 def softmax_cross_entropy(logits, y):
-    """Mean over the rows of -sum(y * log_softmax(logits)); the rows of y are
-    probability vectors (one-hot labels). Its gradient is (softmax(logits) - y) / rows."""
+    """Mean over the rows of -sum(y * log_softmax(logits)); the rows of y are usually
+    probability vectors (one-hot labels). Its gradient is (softmax(logits)*sum(y) - y) / rows,
+    the row's sum taken over its classes: (softmax(logits) - y) / rows for a probability row,
+    and 0 for a row of zeros (an example masked out)."""
     note_domain(y, "one_hot")
     loss = -sum(y * log_softmax(logits), axis=-1)
     if loss.ndim:
         loss = mean(loss)
     return with_vjp(loss, (logits, y), _softmax_cross_entropy_vjp,
-                    "softmax_cross_entropy gate: (softmax(a) - y) / rows")
+                    "softmax_cross_entropy gate: (softmax(a)*sum(y) - y) / rows")
 
 
 def _softmax_cross_entropy_vjp(g, logits, y):
     rows = size_of(logits.shape[:-1])
-    a0, a1, a2 = symbolic.ARGS[:3]
-    d_logits = ops.expr((a0 - a1) * a2 / rows, softmax(logits), y, g)
+    a0, a1, a2, a3 = symbolic.ARGS[:4]
+    mass = sum(y, axis=-1, keepdims=True)   # 1 for a probability row: the lecture's p - y
+    d_logits = ops.expr((a0 * a3 - a1) * a2 / rows, softmax(logits), y, g, mass)
     d_y = ops.expr(-a0 * a1 / rows, log_softmax(logits), g)
     return d_logits, d_y
 

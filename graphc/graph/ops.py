@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 
 from . import symbolic
-from .ir import GraphError, broadcast_shapes, caller_location, format_shape
+from .ir import GraphError, broadcast_shapes, format_shape, located
 from .tensor import Tensor
 
 REGISTRY: dict[str, "Op"] = {}
@@ -209,15 +209,24 @@ def const_value(node):
     return node.attrs[0][1] if node.op is CONST else None
 
 
-def _where_text(where):
-    return f" ({where})" if where else ""
+def fail(graph, op, message, shapes=(), where=None, nodes=()):
+    """Raise a GraphError naming the model line, the graph, the op and the shapes of its
+    inputs, each after its name where it has one (`W2.T (5, 3)`)."""
+    names = [_name_of(n) for n in nodes] or [None] * len(shapes)
+    shape_text = (" with input shapes " + ", ".join(f"{name} {format_shape(s)}" if name else format_shape(s)
+                                                    for name, s in zip(names, shapes))) if shapes else ""
+    raise GraphError(f"{located(graph, where)}: {op.name}{shape_text}: {message}") from None
 
 
-def fail(graph, op, message, shapes=(), where=None):
-    """Raise a GraphError naming the graph, the op, the shapes and the model line."""
-    where = where or caller_location()
-    shape_text = (" with input shapes " + ", ".join(format_shape(s) for s in shapes)) if shapes else ""
-    raise GraphError(f"graph '{graph.name}'{_where_text(where)}: {op.name}{shape_text}: {message}") from None
+def _name_of(node):
+    """What the user calls a value, where it can be said: an input or named value, its
+    transpose (W2.T), its value behind stop_gradient; else None."""
+    if node.name:
+        return node.name
+    if node.op.name in ("transpose", "stop_gradient") and node.inputs:
+        inner = _name_of(node.inputs[0])
+        return inner and (f"{inner}.T" if node.op.name == "transpose" else inner)
+    return None
 
 
 # ---- apply: the one door into a graph ------------------------------------------
@@ -236,8 +245,7 @@ def as_node(graph, value):
                              "was used here; graphs cannot share values")
         return value.node
     if isinstance(value, (bool,)) or not isinstance(value, (int, float, sp.Expr)):
-        raise GraphError(f"graph '{graph.name}'{_where_text(caller_location())}: "
-                         f"cannot use {type(value).__name__} {value!r} in a graph "
+        raise GraphError(f"{located(graph)}: cannot use {type(value).__name__} {value!r} in a graph "
                          "(only graph values and Python numbers)")
     return const(graph, value)
 
@@ -275,12 +283,12 @@ def add_node(graph, op, attrs, nodes):
     if op.elementwise:
         shape = broadcast_shapes(*shapes)
         if shape is None:
-            fail(graph, op, "shapes do not broadcast together", shapes)
+            fail(graph, op, "shapes do not broadcast together", shapes, nodes=nodes)
         return _add_elementwise(graph, op, attrs, nodes, shape)
     try:
         shape = op.shape_rule(dict(attrs), *shapes)
     except GraphError as e:
-        fail(graph, op, str(e), shapes)
+        fail(graph, op, str(e), shapes, nodes=nodes)
     return graph.add(op, attrs, nodes, tuple(shape))
 
 
@@ -298,6 +306,8 @@ def _add_elementwise(graph, op, attrs, nodes, shape):
     # which inputs are the same node: fold them into one argument
     pattern = tuple(nodes.index(n) for n in nodes)
     folded, kept = _fold(op.formula_for(attrs), consts, pattern)
+    if shape == () and not folded.free_symbols:   # merged inputs cancelled (x >= x, x - x): a number
+        kept = ()
     # x*1, x + 0, a unit seed: the result is one of the inputs unchanged
     if len(kept) == 1 and folded == symbolic.ARGS[0] and nodes[kept[0]].shape == shape:
         return nodes[kept[0]]
@@ -342,7 +352,7 @@ def expr(formula, *args):
     nodes = tuple(as_node(graph, a) for a in args)
     shape = broadcast_shapes(*[n.shape for n in nodes])
     if shape is None:
-        fail(graph, EXPR, "shapes do not broadcast together", [n.shape for n in nodes])
+        fail(graph, EXPR, "shapes do not broadcast together", [n.shape for n in nodes], nodes=nodes)
     return Tensor(graph, _add_elementwise(graph, EXPR, (("expr", sp.sympify(formula)),), nodes, shape))
 
 

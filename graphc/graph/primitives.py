@@ -42,8 +42,10 @@ cos = elementwise("cos", lambda x: sp.cos(x), ref=np.cos, symbol="cos")
 sigmoid = elementwise("sigmoid", lambda x: 1 / (1 + sp.exp(-x)), ref=_np_sigmoid, symbol="σ")
 tanh = elementwise("tanh", lambda x: sp.tanh(x), ref=np.tanh, symbol="tanh")
 softplus = elementwise("softplus", lambda x: sp.log(1 + sp.exp(x)),
-                       # sigmoid(x) as exp(x - y): 1 - exp(-y) cancels where y is tiny (x << 0)
-                       partials=lambda x, y: (sp.exp(x - y),),
+                       # sigmoid(x) in a form with no overflow and no cancellation anywhere:
+                       # SymPy's 1 - exp(-y) cancels where y is tiny (x << 0), exp(x - y) is nan
+                       # at x = inf (inf - inf), 1/(1 + exp(-x)) overflows (a NumPy warning) below -709
+                       partials=lambda x, y: (sp.exp(sp.Min(x, 0) - log1p(sp.exp(-sp.Abs(x)))),),
                        stable=lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
                        ref=lambda x: np.logaddexp(0.0, x), symbol="softplus")
 

@@ -115,7 +115,7 @@ class Printer:
             return self._print_piecewise(e)
         if cls in ("Max", "Min"):
             fn = self.functions[cls]
-            args = [self._print(a)[0] for a in e.args]
+            args = [self._choice(a) for a in e.args]
             text = args[-1]
             for a in reversed(args[:-1]):   # Max(a, b, c) -> maximum(a, maximum(b, c))
                 text = f"{fn}({a}, {text})"
@@ -183,14 +183,20 @@ class Printer:
             return f"{self._wrap(base, _PREC_POW + 1)}**{int(exp)}", _PREC_POW
         return f"{self._wrap(base, _PREC_POW + 1)}**{self._wrap(exp, _PREC_POW + 1)}", _PREC_POW
 
+    def _choice(self, value):
+        """A value that a choice (where, max, min) may return: a whole number as a float
+        (1.0), so that the result is a float as the rest of the code is, not an int (NumPy
+        would make an int array of `where(c, 1, 0)`, Python's max(0, x) an int)."""
+        return self._print(sp.Float(value) if value.is_Integer else value)[0]
+
     def _print_piecewise(self, e):
         pieces = list(e.args)
-        text, _ = self._print(pieces[-1].expr)
+        text = self._choice(pieces[-1].expr)
         if pieces[-1].cond is not sp.true:
             raise NotImplementedError("a Piecewise needs a final (value, True) branch")
         fn = self.functions["where"]
         for piece in reversed(pieces[:-1]):
-            cond, value = self._print(piece.cond)[0], self._print(piece.expr)[0]
+            cond, value = self._print(piece.cond)[0], self._choice(piece.expr)
             # a target whose `where` is a pattern (Numba's scalar `(a if c else b)`) fills it in
             text = fn.format(c=cond, a=value, b=text) if "{" in fn else f"{fn}({cond}, {value}, {text})"
         return text, _PREC_ATOM

@@ -6,7 +6,7 @@ and its operators add nodes. Nothing here computes numbers.
 """
 from __future__ import annotations
 
-from .ir import GraphError, caller_location, dim, format_shape
+from .ir import GraphError, dim, format_shape, located
 from .names import check_name
 
 
@@ -106,8 +106,7 @@ class Tensor:
 
     # -- what a static graph cannot do
     def _static(self, what):
-        where = caller_location()
-        raise GraphError(f"graph '{self.graph.name}'{f' ({where})' if where else ''}: {what} of a traced "
+        raise GraphError(f"{located(self.graph)}: {what} of a traced "
                          "value is unknown while the graph is built (graphs are static); "
                          "use gc.where(cond, a, b) instead of Python branches")
 

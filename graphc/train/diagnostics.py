@@ -201,5 +201,8 @@ def progress(iterable, total=None, desc=None, disable=False):
     """`iterable` with a tqdm progress bar when tqdm is installed (the `progress` extra)."""
     if disable or importlib.util.find_spec("tqdm") is None:
         return iterable
-    from tqdm.auto import tqdm
+    if importlib.util.find_spec("ipywidgets") is not None:   # a notebook's widget, where it can draw one
+        from tqdm.auto import tqdm
+    else:   # tqdm.auto would warn in a notebook without ipywidgets: the text bar works everywhere
+        from tqdm.std import tqdm
     return tqdm(iterable, total=total, desc=desc)

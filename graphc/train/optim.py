@@ -161,6 +161,14 @@ class Optimizer:
     def _match(self, params, grads):
         if not isinstance(params, dict) or not params:
             raise TypeError(f"{type(self).__name__}.step: params must be a non-empty dict of name -> array")
+        for name, p in params.items():   # an update written into these would be truncated, or fail
+            if isinstance(p, np.ndarray) or is_device_array(p):
+                if np.dtype(p.dtype).kind != "f":
+                    raise TypeError(f"{type(self).__name__}.step: parameter {name!r} has dtype {p.dtype}; "
+                                    "parameters must be floating-point arrays (an update would be truncated)")
+                if isinstance(p, np.ndarray) and not p.flags.writeable:
+                    raise ValueError(f"{type(self).__name__}.step: parameter {name!r} is a read-only array; "
+                                     "the update is written into it (pass a writeable copy: p.copy())")
         if isinstance(grads, dict):
             missing = [k for k in params if k not in grads]
             extra = [k for k in grads if k not in params]

@@ -3,7 +3,7 @@ other array ops small kernels or views (kernels.py), matrix products a tiled ker
 cuBLAS (helpers.py); host functions keep device arrays on the device."""
 from __future__ import annotations
 
-from ..base import OPERATORS, Target, reserve_loop_names
+from ..base import OPERATORS, Target, check_called, reserve_loop_names
 from . import kernels
 from .scalar import FUNCTIONS
 
@@ -11,7 +11,17 @@ from .scalar import FUNCTIONS
 # kernels, views or module helpers.
 OPS = {**OPERATORS, **kernels.TABLE}
 
+# Module names and builtins that the kernels, the host code and the per-example calls use:
+# a value with one of these names would hide it inside the generated functions.
+CALLED = ("abs", "cuda", "math", "range")
+
+
+def _reserve(namer, user):
+    check_called("cuda", CALLED, user)
+    return reserve_loop_names(namer, user)
+
+
 TARGET = Target("cuda", "cuda/module.py.j2", FUNCTIONS, OPS, fuses=True, typed_literals=True,
-                group_statements=kernels.group_statements, reserve=reserve_loop_names, per_example=True,
+                group_statements=kernels.group_statements, reserve=_reserve, per_example=True,
                 device_arrays=True, runtime=(("numba", "numba.cuda"), "pip install 'graphc[cuda]'"),
                 summary="kernels for NVIDIA GPUs (pip install 'graphc[cuda]')")

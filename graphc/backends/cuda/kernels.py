@@ -24,13 +24,9 @@ from ...graph.ir import size_of
 from ...lower.fusion import broadcast_index, read
 from ...lower.naming import through_aliases
 from ...lower.program import commented
-from ..base import atom
+from ..base import atom, empty_max_check
 from .helpers import MATMUL, SIGN
 from .scalar import DEVICE
-
-# Module names and builtins that kernels and the scalar code call: a value with
-# one of these names would hide it inside the generated functions.
-CALLED = ("cuda", "math", "abs", "range")
 
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 _SHAPE_OF = re.compile(r"^([A-Za-z_]\w*)\.shape\[\d+\]$")
@@ -46,14 +42,6 @@ class Definition(str):
         self = super().__new__(cls, text)
         self.name, self.key = name, key
         return self
-
-
-def _check_names(ctx, what):
-    clash = sorted(set(CALLED) & ctx.namer.taken)
-    if clash:
-        raise NotImplementedError(
-            f"the cuda target cannot print {what}: its code calls {', '.join(clash)}, "
-            f"which a value of this graph is named; rename that value")
 
 
 def _define(ctx, text):
@@ -133,7 +121,6 @@ def _empty(node, ctx):
 def group_statements(group, virtual, ctx, statement):
     """A fused group: its arrays and accumulators, one kernel launch, the sums read back."""
     names = ", ".join(dict.fromkeys(m.op.name for m in group.members))
-    _check_names(ctx, f"the fused {names} of shape {group.shape}")
     index = ctx.loop.index[:len(group.shape)]
     at = f"[{', '.join(index)}]"
     local, body, own = {}, [], set()
@@ -173,7 +160,6 @@ def reduction(node, args, ctx, name):
     in one atomic; otherwise one thread per element of the result."""
     src, op = node.inputs[0], node.op.name
     axes, keep = node.attr["axis"], node.attr["keepdims"]
-    _check_names(ctx, f"{op} of shape {src.shape}")
     if src.shape == ():
         return args[0]
     index = ctx.loop.index[:src.ndim]
@@ -182,11 +168,12 @@ def reduction(node, args, ctx, name):
     start = lowest if op == "max" else ctx.target.constant(0.0, ctx)
     step = [f"if {value} > __part:", f"    __part = {value}"] if op == "max" else [f"__part += {value}"]
     count = ctx.target.dimension(sp.Mul(*[src.shape[a] for a in axes]), ctx)
+    check = empty_max_check(sp.Mul(*[src.shape[a] for a in axes]), ctx) if op == "max" else []
     if len(axes) == src.ndim and not keep:
         launch = _kernel(ctx, name, src.shape, index, step, [(f"__part = {start}", "this thread's part")],
                          [f"cuda.atomic.{'max' if op == 'max' else 'add'}({name}, 0, __part)"], (), [name], op)
-        extra = [commented(launch, f"{op}: each thread's part, one atomic each"),
-                 commented(f"{name} = {name}[0]", f"{op}: back on the host")]
+        extra = check + [commented(launch, f"{op}: each thread's part, one atomic each"),
+                         commented(f"{name} = {name}[0]", f"{op}: back on the host")]
         if op == "mean":
             extra.append(commented(f"{name} = {name} / {atom(count)}", "mean: divide once"))
         return f"__full((1,), {'-' + ctx.np + '.inf' if op == 'max' else '0.0'})", extra
@@ -201,13 +188,12 @@ def reduction(node, args, ctx, name):
     body.append(f"{name}[{', '.join(out_index)}] = {result}")
     launch = _kernel(ctx, name, tuple(src.shape[a] for a in kept), [index[a] for a in kept], body,
                      comment=f"{op} over axis {', '.join(map(str, axes))}")
-    return _empty(node, ctx), [launch]
+    return _empty(node, ctx), check + [launch]
 
 
 # ---- copies: transpose, broadcast, indexing, scatter, concatenate --------------------------
 
 def transpose(node, args, ctx, name):
-    _check_names(ctx, f"transpose of shape {node.inputs[0].shape}")
     out = ctx.loop.index[:node.ndim]
     src = [None] * node.ndim
     for k, a in enumerate(node.attr["axes"]):
@@ -218,7 +204,6 @@ def transpose(node, args, ctx, name):
 
 def broadcast_like(node, args, ctx, name):
     src = node.inputs[0]
-    _check_names(ctx, f"broadcast_like from {src.shape} to {node.shape}")
     shape = ctx.target.shape(node.shape, ctx)
     if src.shape == ():   # a scalar fills the array
         return f"__full({shape}, {args[0]})"
@@ -268,7 +253,8 @@ def _source_index(key, shape, out, ctx):
 
 def getitem(node, args, ctx, name):
     src = node.inputs[0]
-    _check_names(ctx, f"indexing of shape {src.shape}")
+    if src.shape == ():   # a number given new unit axes (x[None]): an array holding it
+        return f"__full({ctx.target.shape(node.shape, ctx)}, {args[0]})"
     out = ctx.loop.index[:node.ndim]
     at = _source_index(node.attr["index"], src.shape, out, ctx)
     if node.shape == ():   # one element, read back to the host
@@ -280,7 +266,8 @@ def getitem(node, args, ctx, name):
 def scatter(node, args, ctx, name):
     """Zeros, with the values written where the indexing read them (its VJP)."""
     v = node.inputs[0]
-    _check_names(ctx, f"scatter of {v.shape} into {node.shape}")
+    if node.shape == ():   # into a number (the VJP of x[None]): v's one element
+        return f"{atom(args[0])}[{', '.join(['0'] * v.ndim)}]" if v.ndim else args[0]
     out = ctx.loop.index[:v.ndim]
     value = f"{args[0]}[{', '.join(out)}]" if v.shape != () else args[0]
     body = [f"{name}[{_source_index(node.attr['index'], node.shape, out, ctx)}] = {value}"]
@@ -290,7 +277,6 @@ def scatter(node, args, ctx, name):
 
 def concatenate(node, args, ctx, name):
     axis = node.attr["axis"]
-    _check_names(ctx, f"concatenate of {', '.join(str(i.shape) for i in node.inputs)}")
     out = ctx.loop.index[:node.ndim]
     body, start = [], sp.Integer(0)
     for k, (part, arg) in enumerate(zip(node.inputs, args)):
@@ -309,7 +295,6 @@ def concatenate(node, args, ctx, name):
 
 def matmul(node, args, ctx, name):
     a, b = node.inputs
-    _check_names(ctx, f"matmul of {a.shape} and {b.shape}")
     _define(ctx, MATMUL.format(np=ctx.np, dtype=ctx.dtype))
     return f"__matmul({args[0]}, {args[1]})"
 

@@ -7,9 +7,7 @@ math.log(-1) ValueError. Tensors and float32 are refused before any work (compil
 """
 from __future__ import annotations
 
-from ...graph.names import Namer
-
-from ..base import OPERATORS, Target
+from ..base import OPERATORS, Target, check_called
 
 # The printer's functions: `{np}` is the module's alias for math (math, unless a value is
 # called so). sign has no math function: the module defines __sign when it calls it.
@@ -32,11 +30,8 @@ OPS = {
 }
 
 
-def _reserve(namer: Namer, user):
-    clash = sorted(set(BUILTINS) & set(user))
-    if clash:
-        raise NotImplementedError(f"the math target's code calls Python's {', '.join(clash)}, which a value "
-                                  "of this graph is named; rename that value")
+def _reserve(namer, user):
+    check_called("math", BUILTINS, user)
     return {}, None
 
 

@@ -50,6 +50,8 @@ def _broadcast(node, args, ctx, name):
 
 
 def _reshape(node, args, ctx, name):
+    if node.shape == ():   # its one element: a number, not a 0-d array
+        return f"{atom(args[0])}[{', '.join(['0'] * node.inputs[0].ndim)}]"
     # Numba reshapes contiguous arrays only (a transpose is not)
     return f"{ctx.np}.ascontiguousarray({args[0]}).reshape({ctx.target.shape(node.shape, ctx)})"
 

@@ -16,7 +16,7 @@ from ...graph.ir import size_of
 from ...lower.fusion import read
 from ...lower.naming import through_aliases
 from ...lower.program import commented
-from ..base import atom
+from ..base import atom, empty_max_check
 
 # Elements from which a loop runs on threads (a loop of symbolic size: when a call brings
 # that many, taking its function's parallel twin, module.py.j2). Below it they save little:
@@ -147,6 +147,7 @@ def reduction(node, args, ctx, name):
     if node.op.name == "max":
         alloc = f"{ctx.np}.full({ctx.target.shape(node.shape, ctx)}, -{ctx.np}.inf, dtype={ctx.np}.{ctx.dtype})"
         body = [pad + f"if {value} > {name}{at}:", pad + f"    {name}{at} = {value}"]
+        head = empty_max_check(sp.Mul(*[src.shape[a] for a in axes]), ctx) + head
     else:
         alloc = _alloc(node.shape, ctx, "zeros")
         body = [pad + f"{name}{at} += {value}"]

@@ -40,7 +40,28 @@ def _broadcast(node, args, ctx, name):
     return f"{ctx.np}.broadcast_to({args[0]}, {ctx.np}.shape({args[1]}))"
 
 
+def _reshape(node, args, ctx, name):
+    if node.shape == ():   # its one element: a number, not a 0-d array
+        return f"{atom(args[0])}[{', '.join(['0'] * node.inputs[0].ndim)}]"
+    return f"{ctx.np}.reshape({args[0]}, {ctx.target.shape(node.shape, ctx)})"
+
+
+def _zeros(node, args, ctx, name):
+    if node.shape == ():   # a number, not a 0-d array
+        return ctx.target.constant(0.0, ctx)
+    return f"{ctx.np}.zeros_like({args[0]})"
+
+
+def _getitem(node, args, ctx, name):
+    if node.inputs[0].shape == ():   # a number given new unit axes (x[None]): an array holding it
+        return f"{ctx.np}.full({ctx.target.shape(node.shape, ctx)}, {args[0]}, dtype={ctx.np}.{ctx.dtype})"
+    return f"{atom(args[0])}[{index_to_python(node.attr['index'])}]"
+
+
 def _scatter(node, args, ctx, name):
+    v = node.inputs[0]
+    if node.shape == ():   # into a number (the VJP of x[None]): v's one element
+        return f"{atom(args[0])}[{', '.join(['0'] * v.ndim)}]" if v.ndim else args[0]
     return (f"{ctx.np}.zeros_like({args[1]})",
             [f"{name}[{index_to_python(node.attr['index'])}] = {args[0]}"])
 
@@ -52,10 +73,10 @@ OPS = {
     "matmul": "{0} @ {1}",
     "transpose": _transpose,
     "sum": _reduce("sum"), "mean": _reduce("mean"), "max": _reduce("max"),
-    "reshape": lambda node, args, ctx, name: f"{ctx.np}.reshape({args[0]}, {ctx.target.shape(node.shape, ctx)})",
+    "reshape": _reshape,
     "broadcast_like": _broadcast,
-    "zeros_like": "{np}.zeros_like({0})",
-    "getitem": lambda node, args, ctx, name: f"{atom(args[0])}[{index_to_python(node.attr['index'])}]",
+    "zeros_like": _zeros,
+    "getitem": _getitem,
     "scatter": _scatter,
     "concatenate": lambda node, args, ctx, name: (f"{ctx.np}.concatenate(({', '.join(args)},), "
                                                   f"axis={node.attr['axis']})"),
