@@ -34,14 +34,14 @@ from .train.gradcheck import gradcheck
 from .train.device import to_device, to_host       # cuda: state on the GPU
 
 
-def _notebook_svg(graph):
+def _notebook_svg(g):
     """The structure diagram a notebook shows for a graph: None where Graphviz's dot program
     is missing, or the graph is too large to be read as a picture."""
-    if len(graph.nodes) > 300:
+    if len(g.nodes) > 300:
         return None
     import graphviz
     try:
-        return render(graph).pipe(format="svg", encoding="utf-8")
+        return render(g).pipe(format="svg", encoding="utf-8")
     except (graphviz.ExecutableNotFound, graphviz.CalledProcessError):
         return None
 

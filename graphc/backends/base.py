@@ -30,6 +30,12 @@ def atom(text):
     return text if _ATOM.match(text) else f"({text})"
 
 
+def element(text, ndim):
+    """The one element of a value with `ndim` axes of size 1, as a number (`s3[0, 0]`; a
+    number already for ndim 0): a reshape to (), the gradient of x[None]."""
+    return f"{atom(text)}[{', '.join(['0'] * ndim)}]" if ndim else text
+
+
 # The gates every target prints the same way: Python's operators, on arrays or on scalars
 OPERATORS = {
     "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",

@@ -24,7 +24,7 @@ from ...graph.ir import size_of
 from ...lower.fusion import broadcast_index, read
 from ...lower.naming import through_aliases
 from ...lower.program import commented
-from ..base import atom, empty_max_check
+from ..base import atom, element, empty_max_check
 from .helpers import MATMUL, SIGN
 from .scalar import DEVICE
 
@@ -222,7 +222,7 @@ def reshape(node, args, ctx, name):
     """A view: every device array the module makes or takes is C-contiguous."""
     src = node.inputs[0]
     if node.shape == ():   # one element, read back to the host
-        return args[0] if src.shape == () else f"{atom(args[0])}[{', '.join(['0'] * src.ndim)}]"
+        return element(args[0], src.ndim)
     if src.shape == ():
         return f"__full({ctx.target.shape(node.shape, ctx)}, {args[0]})"
     return f"{atom(args[0])}.reshape({ctx.target.shape(node.shape, ctx)})"
@@ -267,7 +267,7 @@ def scatter(node, args, ctx, name):
     """Zeros, with the values written where the indexing read them (its VJP)."""
     v = node.inputs[0]
     if node.shape == ():   # into a number (the VJP of x[None]): v's one element
-        return f"{atom(args[0])}[{', '.join(['0'] * v.ndim)}]" if v.ndim else args[0]
+        return element(args[0], v.ndim)
     out = ctx.loop.index[:v.ndim]
     value = f"{args[0]}[{', '.join(out)}]" if v.shape != () else args[0]
     body = [f"{name}[{_source_index(node.attr['index'], node.shape, out, ctx)}] = {value}"]

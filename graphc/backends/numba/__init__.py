@@ -3,7 +3,7 @@ elementwise ops one loop nest (loops.py), matrix products through BLAS (blas.py)
 from __future__ import annotations
 
 from ...lower.fusion import broadcast_index
-from ..base import Target, atom, reserve_loop_names
+from ..base import Target, atom, element, reserve_loop_names
 from ..numpy import FUNCTIONS as NUMPY_FUNCTIONS, OPS as NUMPY_OPS
 from . import blas, loops
 
@@ -51,7 +51,7 @@ def _broadcast(node, args, ctx, name):
 
 def _reshape(node, args, ctx, name):
     if node.shape == ():   # its one element: a number, not a 0-d array
-        return f"{atom(args[0])}[{', '.join(['0'] * node.inputs[0].ndim)}]"
+        return element(args[0], node.inputs[0].ndim)
     # Numba reshapes contiguous arrays only (a transpose is not)
     return f"{ctx.np}.ascontiguousarray({args[0]}).reshape({ctx.target.shape(node.shape, ctx)})"
 

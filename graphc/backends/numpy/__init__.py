@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ...graph import ops
 from ...graph.indexing import index_to_python
-from ..base import OPERATORS, Target, atom
+from ..base import OPERATORS, Target, atom, element
 
 # The printer's functions: `{np}` is the module's NumPy alias
 FUNCTIONS = {
@@ -42,7 +42,7 @@ def _broadcast(node, args, ctx, name):
 
 def _reshape(node, args, ctx, name):
     if node.shape == ():   # its one element: a number, not a 0-d array
-        return f"{atom(args[0])}[{', '.join(['0'] * node.inputs[0].ndim)}]"
+        return element(args[0], node.inputs[0].ndim)
     return f"{ctx.np}.reshape({args[0]}, {ctx.target.shape(node.shape, ctx)})"
 
 
@@ -61,7 +61,7 @@ def _getitem(node, args, ctx, name):
 def _scatter(node, args, ctx, name):
     v = node.inputs[0]
     if node.shape == ():   # into a number (the VJP of x[None]): v's one element
-        return f"{atom(args[0])}[{', '.join(['0'] * v.ndim)}]" if v.ndim else args[0]
+        return element(args[0], v.ndim)
     return (f"{ctx.np}.zeros_like({args[1]})",
             [f"{name}[{index_to_python(node.attr['index'])}] = {args[0]}"])
 
