@@ -23,6 +23,16 @@ def is_device_array(value):
     return hasattr(value, "copy_to_host") or hasattr(value, "__cuda_array_interface__")
 
 
+def numeric_array(value):
+    """`value` as a NumPy array if it holds numbers (bools, ints, floats), else None: NumPy
+    would turn None into nan and "2" into 2.0."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):   # ragged nested lists
+        return None
+    return array if array.dtype.kind in "biuf" else None
+
+
 def is_scalar_graph(graph):
     """Scalars in, scalars out: such a graph also runs once per example over arrays."""
     return bool(graph.inputs) and all(n.shape == () for n in graph.inputs) and \
@@ -224,11 +234,8 @@ class CompiledGraph:
         None into nan and "2" into 2.0: both are refused)."""
         if type(value) is float or type(value) is int:   # numeric by its type: the common case
             return np.asarray(value, dtype=self._np_dtype)
-        try:
-            arr = np.asarray(value)
-        except (TypeError, ValueError) as e:   # ragged nested lists
-            self._fail(fn, f"input {name!r} is not an array of numbers: {e}")
-        if arr.dtype.kind not in "biuf":
+        arr = numeric_array(value)
+        if arr is None:
             shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
             self._fail(fn, f"input {name!r} must be a number or an array of numbers, got "
                        f"{type(value).__name__} {shown}")

@@ -148,6 +148,8 @@ def test_an_optimizer_refuses_parameters_it_cannot_update(opt_target):
     w = np.ones(3)
     opt.step({"W": w}, {"W": np.full(3, 0.25)})
     np.testing.assert_array_equal(w, 0.75)
+    with pytest.raises(ValueError, match="parameter 'W' is a read-only array"):   # arrays it has seen
+        opt.step({"W": frozen}, {"W": np.ones(3)})
 
 
 # ---- the cache -------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""What `graphc compile`, `check`, `show` and `render` do, once cli.py has parsed the command.
+"""What `graphc compile`, `check`, `show` and `render` do, once main.py has parsed the command.
 
 Each `run_*` takes the parsed arguments and returns the exit status; a problem
 the user can fix is raised as CliError (or loader.LoadError) naming the model
-file, and cli.main prints it as one line.
+file, and main.py prints it as one line.
 """
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ def describe(e: BaseException, path: str) -> str:
     else:   # as Python prints it, with its hints ("Did you mean: 'sigmoid'?")
         shown = traceback.TracebackException.from_exception(e).format_exception_only()
         text = " ".join(line.strip() for line in shown if line.strip())
-        if "did you mean" not in text.lower():   # the interpreter adds it, the traceback module not before 3.12
+        if "did you mean" not in text.lower():   # before 3.12 only the interpreter adds it
             text += _did_you_mean(e)
     if path in text:   # graphc's own messages already say where
         return text

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from ..autodiff import differentiate, resolve_wrt
+from ..backends.numpy import TARGET as NUMPY
 from ..graph import ops, symbolic
 from ..graph.indexing import GETITEM, index_to_python
 from ..graph.ir import Graph, GraphError
 from ..graph.names import Namer
-from ..backends.numpy import FUNCTIONS as NUMPY_FUNCTIONS
 from ..graph.structural import CUSTOM, MAX, MEAN, SUM, TRANSPOSE
 from ..lower.naming import value_names
 from . import dot
@@ -303,7 +303,7 @@ def _formula_text(node, names):
     formula = node.attr["expr"]
     args = {symbolic.ARGS[k]: names.get(i, i.name or chr(ord("a") + k)) for k, i in enumerate(node.inputs)}
     args.update({s: str(s) for s in formula.free_symbols if s not in args})   # dimensions: B
-    functions = {k: v.format(np="np").removeprefix("np.") for k, v in NUMPY_FUNCTIONS.items()}
+    functions = {k: v.removeprefix("np.") for k, v in NUMPY.functions("np").items()}
     try:
         return symbolic.Printer(functions, args)(formula)
     except NotImplementedError:

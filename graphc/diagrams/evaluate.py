@@ -16,10 +16,11 @@ import numpy as np
 import sympy as sp
 
 from ..autodiff import backprop, differentiate, resolve_wrt
-from ..backends.numpy import FUNCTIONS as NUMPY_FUNCTIONS
+from ..backends.numpy import TARGET as NUMPY
 from ..graph import ops, symbolic
 from ..graph.ir import Graph, GraphError, concrete_shape, format_shape
 from ..graph.structural import CUSTOM
+from ..runtime import numeric_array
 
 
 # ---- inputs ------------------------------------------------------------------------
@@ -58,11 +59,8 @@ def prepare_inputs(graph, values):
 
 
 def as_array(graph, name, value):
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):   # ragged nested lists
-        array = None
-    if array is None or array.dtype.kind not in "biuf":   # None would be nan, "2" would be 2.0
+    array = numeric_array(value)
+    if array is None:
         raise GraphError(f"graph '{graph.name}': the value of '{name}' is not a number or an array "
                          f"of numbers: {value!r}")
     return array.astype(np.float64, copy=False)
@@ -124,7 +122,7 @@ def _formula(formula, n_args, dims):
     sizes = {s: dict(dims)[str(s)] for s in formula.free_symbols if str(s) in dict(dims)}
     formula = formula.subs(sizes) if sizes else formula
     args = [f"a{i}" for i in range(n_args)]
-    functions = {k: v.format(np="np") for k, v in NUMPY_FUNCTIONS.items()}
+    functions = NUMPY.functions("np")
     try:
         text = symbolic.Printer(functions, dict(zip(symbolic.ARGS, args)))(formula)
         return eval(f"lambda {', '.join(args) or '*_'}: {text}", {"np": np})  # noqa: S307 (printed by graphc)

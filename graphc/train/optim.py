@@ -113,6 +113,7 @@ class Optimizer:
             return
         args = {}
         for key, names in module.names.items():
+            self._check(key, params[key])
             state = self._state_for(key, params[key], module.fn.dtype)
             args[names["p"]] = params[key]
             args[names["g"]] = grads[key]
@@ -141,6 +142,8 @@ class Optimizer:
                      else self._state_for(key, params[key], module.fn.dtype)[role])
             if type(value) is not np.ndarray or value.dtype != dtype or value.shape != module.shapes[key]:
                 return False
+            if role == "p" and not value.flags.writeable:
+                self._check(key, value)
             args.append(value[()] if value.ndim == 0 else value)   # a 0-d array as the number it holds
         results = module.fn.module.forward(*args)
         if len(module.results) == 1:   # a single output comes back bare
@@ -161,14 +164,6 @@ class Optimizer:
     def _match(self, params, grads):
         if not isinstance(params, dict) or not params:
             raise TypeError(f"{type(self).__name__}.step: params must be a non-empty dict of name -> array")
-        for name, p in params.items():   # an update written into these would be truncated, or fail
-            if isinstance(p, np.ndarray) or is_device_array(p):
-                if np.dtype(p.dtype).kind != "f":
-                    raise TypeError(f"{type(self).__name__}.step: parameter {name!r} has dtype {p.dtype}; "
-                                    "parameters must be floating-point arrays (an update would be truncated)")
-                if isinstance(p, np.ndarray) and not p.flags.writeable:
-                    raise ValueError(f"{type(self).__name__}.step: parameter {name!r} is a read-only array; "
-                                     "the update is written into it (pass a writeable copy: p.copy())")
         if isinstance(grads, dict):
             missing = [k for k in params if k not in grads]
             extra = [k for k in grads if k not in params]
@@ -182,6 +177,17 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}.step: {len(grads)} gradients for "
                              f"{len(params)} parameters ({', '.join(map(str, params))})")
         return dict(zip(params, grads))
+
+    def _check(self, name, p):
+        """A parameter array the update cannot be written into is refused by name: an integer
+        one would truncate it, a read-only one fail (deep inside Numba on the numba target)."""
+        if isinstance(p, np.ndarray) or is_device_array(p):
+            if np.dtype(p.dtype).kind != "f":
+                raise TypeError(f"{type(self).__name__}.step: parameter {name!r} has dtype {p.dtype}; "
+                                "parameters must be floating-point arrays (an update would be truncated)")
+            if isinstance(p, np.ndarray) and not p.flags.writeable:
+                raise ValueError(f"{type(self).__name__}.step: parameter {name!r} is a read-only array; "
+                                 "the update is written into it (pass a writeable copy: p.copy())")
 
     def _state_for(self, key, p, dtype):
         state = self.state.setdefault(key, {})
@@ -204,7 +210,9 @@ class Optimizer:
         key = (self.structure(), tuple((k, getattr(v, "shape", ()), getattr(v, "dtype", None))
                                        for k, v in params.items()))
         module = self._by_arrays.get(key)
-        if module is None:
+        if module is None:   # new names, shapes or dtypes: checked once, here
+            for name, p in params.items():
+                self._check(name, p)
             dtype = _dtype_of(params.values(), self.dtype)
             signature = tuple((k, _shape(v)) for k, v in params.items())
             built = (self.structure(), signature, dtype)
