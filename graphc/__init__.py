@@ -12,20 +12,21 @@
 from .version import __version__
 from .graph.ir import BEHAVIOUR, Graph, GraphError
 from .graph.tensor import Tensor
-from .graph.ops import elementwise, REGISTRY
+from .graph.ops import REGISTRY
+from .graph.elementwise import elementwise
 from .graph.primitives import (
     add, sub, mul, div, pow, neg, exp, log, sqrt, abs, reciprocal, sin, cos, sigmoid, tanh,
     softplus, relu, leaky_relu, elu, prelu, maximum, minimum, greater, less, greater_equal,
     less_equal, equal, where,
 )
-from .graph.structural import matmul, transpose, sum, mean, max, reshape, stop_gradient
+from .graph.structural import matmul, transpose, sum, mean, max, reshape, broadcast_to, stop_gradient
 from .graph.indexing import getitem, concatenate, stack
 from .graph.nn import (
     softmax, log_softmax, logsumexp, softmax_cross_entropy, mse, binary_cross_entropy,
     binary_cross_entropy_with_logits, l1, l2, linear, dropout, batch_norm, maxout,
 )
 from .frontend import graph, scope, variant
-from .autodiff import grad
+from .autodiff import grad, jvp, jacobian, hessian, hvp
 from .compiler import compile
 from .runtime import CompiledGraph
 from .backends import TARGETS                      # names for --target

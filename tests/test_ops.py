@@ -126,6 +126,8 @@ OPS = {
     "custom_vjp": Case(((M23, NORMAL),), attrs={"rule": _custom_rule, "label": "sin gate by rule"},
                        build=_custom_vjp_build, ref=_custom_vjp_ref),
     "broadcast_like": Case(((V3, NORMAL), (M23, NORMAL))),
+    "broadcast_to": Case(((V3, NORMAL),), attrs={"shape": (2, 2, 3)}),
+    "basis": Case((((2, 3), NORMAL),), grad="zero"),
     "zeros_like": Case(((M23, NORMAL),), grad="zero"),
     "scatter": Case((((2, 2), NORMAL), ((3, 4), NORMAL)),
                     attrs={"index": (("s", 2, 0, -1), ("s", 1, None, 2))}),
@@ -344,6 +346,31 @@ def test_gradient_matches_central_differences(name, compiled):
         assert np.shape(g) == np.shape(expected[input_name]), f"{name}: d/d{input_name} has the wrong shape"
         np.testing.assert_allclose(g, expected[input_name], rtol=1e-6, atol=1e-8,
                                    err_msg=f"{name}: d/d{input_name}")
+
+
+@pytest.mark.parametrize("jvp_target", ["numpy", "cuda"])
+@pytest.mark.parametrize("name", TESTED)
+def test_jvp_matches_central_differences(name, jvp_target, compiled_on):
+    """gc.jvp of every op: the tangent output against central differences of the NumPy
+    reference along the same direction, (ref(x + h t) - ref(x - h t)) / 2h. (The numba
+    target's forward mode is checked against PyTorch in test_forward_mode.py.)"""
+    case = OPS[name]
+    wrt = differentiable(name, case) if case.grad == "check" else list(INPUT_NAMES[:len(case.inputs)])
+    fn = gc.compile(gc.jvp(build_graph(name, case), wrt=wrt), target=jvp_target)
+    arrays = sample_inputs(name, case)
+    rng = np.random.default_rng(2)
+    tangents = {w: rng.standard_normal(np.shape(arrays[INPUT_NAMES.index(w)])) for w in wrt}
+    value, tangent = fn.forward(*arrays, *tangents.values())
+    np.testing.assert_allclose(np.asarray(value), reference(name, case, arrays), rtol=1e-12, atol=1e-12)
+
+    def moved(h):
+        xs = [a + h * tangents[n] if n in tangents and case.grad == "check" else a
+              for n, a in zip(INPUT_NAMES, arrays)]
+        return np.asarray(reference(name, case, xs), dtype=np.float64)   # a comparison's mask: 0/1
+    h = 1e-6
+    expected = (moved(h) - moved(-h)) / (2 * h)
+    assert np.shape(tangent) == np.shape(expected), f"{name}: the tangent has the wrong shape"
+    np.testing.assert_allclose(np.asarray(tangent), expected, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in TESTED if OPS[n].grad == "zero"

@@ -114,7 +114,7 @@ def test_piecewise_rules_are_checked_on_both_sides_of_the_kink(name):
 
 def test_a_wrong_rule_is_caught():
     """The check itself: a rule with the wrong sign on one side of the kink fails."""
-    bad = ops.elementwise("bad_relu", lambda x: sp.Max(0, x),
+    bad = gc.elementwise("bad_relu", lambda x: sp.Max(0, x),
                           partials=lambda x, y: (sp.Piecewise((1, x > 0), (-1, True)),),
                           register_op=False)
     (i, rule, difference), = rule_minus_derivative(bad.op, ())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..autodiff import differentiate, resolve_wrt
+from ..autodiff import differentiate, grad, hessian, hvp, jacobian, jvp, resolve_wrt
 from ..compiler import compile
 from ..graph.ir import GraphError, format_shape
 from ..lower.dump import dump
@@ -50,10 +50,29 @@ def where(g, path):
     return f"{path}:{g.source.line}" if g.source else path
 
 
+# -- loading, and a derivative's graph in place of the graph (--transform)
+
+TRANSFORMS = {"grad": grad, "jvp": jvp, "jacobian": jacobian, "hessian": hessian, "hvp": hvp}
+
+
+def loaded(args):
+    """The graphs that MODEL.py[:GRAPH] names, each replaced by the graph of its derivative
+    where --transform asks (taken with respect to --wrt, which is then used up)."""
+    graphs, path = load_graphs(args.model)
+    transform = getattr(args, "transform", None)
+    if transform:
+        out = []
+        for g in graphs:
+            with about(g, path):
+                out.append(TRANSFORMS[transform](g, args.wrt))
+        graphs, args.wrt = out, None
+    return graphs, path
+
+
 # -- compile
 
 def run_compile(args):
-    graphs, path = load_graphs(args.model)
+    graphs, path = loaded(args)
     if args.output == "-":
         with tempfile.TemporaryDirectory() as tmp:   # printed, not kept: no file left behind
             sources = [_compile(g, path, args, Path(tmp) / f"{g.name}_graphc.py").source for g in graphs]
@@ -98,7 +117,7 @@ def _destinations(graphs, path, output):
 # -- check
 
 def run_check(args):
-    graphs, path = load_graphs(args.model)
+    graphs, path = loaded(args)
     declared = {s for g in graphs for s in _dims_of(g)}
     unknown = sorted(set(args.dims) - declared)
     if unknown:
@@ -164,7 +183,7 @@ def _dims_of(g):
 # -- show
 
 def run_show(args):
-    graphs, path = load_graphs(args.model)
+    graphs, path = loaded(args)
     for k, g in enumerate(graphs):
         with about(g, path):
             backward = backward_text(g, args.wrt)   # first: a bad --wrt prints nothing
@@ -185,7 +204,7 @@ def backward_text(graph, wrt=None):
 # -- render
 
 def run_render(args):
-    graphs, path = load_graphs(args.model)
+    graphs, path = loaded(args)
     values = dict(args.values)   # a name set twice: the last value
     inputs = list(dict.fromkeys(n for g in graphs for n in g.input_names))
     unknown = [n for n in values if n not in inputs]

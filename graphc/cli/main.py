@@ -15,8 +15,8 @@ import sys
 from ..backends import TARGETS
 from ..compiler import DTYPES
 from ..version import __version__
-from .commands import (DEFAULT_DIM, DEFAULT_TOLERANCE, USAGE_ERROR, CliError, run_check, run_compile,
-                       run_render, run_show)
+from .commands import (DEFAULT_DIM, DEFAULT_TOLERANCE, TRANSFORMS, USAGE_ERROR, CliError, run_check,
+                       run_compile, run_render, run_show)
 from .loader import LoadError
 
 
@@ -145,6 +145,8 @@ examples:
   graphc compile model.py:mlp --wrt W1,b1 --dtype float32
   graphc compile model.py:mlp --target numba        fused loops, compiled by Numba
   graphc compile examples/neuron.py --target math   plain Python floats, no NumPy
+  graphc compile examples/logistic.py --transform hessian --wrt w -o -
+                                                    the graph of its Hessian in w
   GRAPHC_BLAS=scipy graphc compile model.py --target numba
 
 The numba target's matrix products call Intel MKL where it is installed
@@ -211,6 +213,10 @@ def build_parser():
         p.add_argument("model", metavar="MODEL.py[:GRAPH]", help=MODEL_HELP)
         p.add_argument("--wrt", type=_names, metavar="a,b",
                        help="differentiate with respect to these inputs (default: the graph's wrt)")
+        p.add_argument("--transform", choices=tuple(TRANSFORMS), default=None,
+                       help="take the graph of a derivative instead, with respect to --wrt: grad (the "
+                            "gradients), jvp (forward mode: tangent_ inputs and outputs), jacobian, "
+                            "hessian, hvp (Hessian times v_ inputs); see gc.jvp and the others")
         if name == "compile":
             p.add_argument("-o", "--output", metavar="OUT.py",
                            help="the module's path, a directory (one module per graph), "

@@ -11,8 +11,8 @@ import numpy as np
 import sympy as sp
 
 from .ir import GraphError, dim, format_shape
-from .ops import apply, structural
-from .structural import _tensor, reshape
+from .ops import apply, structural, zeros_like
+from .structural import _tensor, batched, broadcast_to, reshape
 from .tensor import OPERATORS
 
 # ---- indexing ----------------------------------------------------------------------------
@@ -62,9 +62,17 @@ def _getitem_shape(attrs, x):
     return tuple(out) + tuple(x[axis:])
 
 
+_ALL = ("s", None, None, None)   # the key of ':'
+
+
+def _getitem_jvp(ts, y, x, index):
+    t = ts[0]
+    return getitem_key(t, ((_ALL,) if batched(t, x) else ()) + index)
+
+
 GETITEM = structural("getitem", 1, _getitem_shape,
                      lambda g, y, x, index: (scatter(g, x, index),), params=(("index", None),),
-                     ref=None, symbol="[]", gate="index gate scatters g back")
+                     ref=None, symbol="[]", gate="index gate scatters g back", jvp=_getitem_jvp)
 
 
 def getitem(x, index):
@@ -81,9 +89,18 @@ def getitem(x, index):
 OPERATORS["getitem"] = getitem   # x[...]
 
 
+def _scatter_jvp(ts, y, v, like, index):
+    t = ts[0]
+    if t is None:
+        return None
+    if not batched(t, v):
+        return scatter(t, like, index)
+    return scatter(t, broadcast_to(like, t.shape[:1] + like.shape), (_ALL,) + index)
+
+
 SCATTER = structural("scatter", 2, lambda attrs, g, like: like,
                      lambda g, y, v, like, index: (getitem_key(g, index), None),
-                     params=(("index", None),), ref=None, symbol="scatter", nondiff=(1,))
+                     params=(("index", None),), ref=None, symbol="scatter", nondiff=(1,), jvp=_scatter_jvp)
 
 
 def scatter(v, like, index):
@@ -151,9 +168,19 @@ def _concat_vjp(g, y, *xs, axis):
     return tuple(out)
 
 
+def _concat_jvp(ts, y, *xs, axis):
+    """The tangents concatenated; zeros stand in for the parts without one."""
+    lead = next((t.shape[:1] for t, x in zip(ts, xs) if t is not None and batched(t, x)), ())
+    parts = []
+    for t, x in zip(ts, xs):
+        t = zeros_like(x) if t is None else t
+        parts.append(broadcast_to(t, lead + x.shape) if lead and not batched(t, x) else t)
+    return concatenate(parts, axis + len(lead))
+
+
 CONCAT = structural("concatenate", None, _concat_shape, _concat_vjp, params=(("axis", 0),),
                     ref=lambda *xs, axis: np.concatenate(xs, axis=axis), symbol="concat",
-                    gate="concatenate gate slices g")
+                    gate="concatenate gate slices g", jvp=_concat_jvp)
 
 
 def concatenate(xs, axis=0):

@@ -183,6 +183,7 @@ class Graph:
         self.output_kind = "single"     # "single" | "tuple" | "dict": how forward returns
         self.wrt: tuple[str, ...] | None = None
         self.adjoints: list = []        # autodiff.Adjoint records, in the order found
+        self.tangents: dict = {}        # tangent node -> the node it is the tangent of (forward mode)
         self.domains: dict = {}         # input name -> the values it must take (sampling.py)
         self.running: dict = {}         # name -> (kind, node): a running average (batch norm); node is
                                         # the batch value a training graph outputs, None for an input
@@ -216,6 +217,7 @@ class Graph:
         g.output_kind = self.output_kind
         g.wrt = self.wrt
         g.adjoints = list(self.adjoints)
+        g.tangents = dict(self.tangents)
         g.domains = dict(self.domains)
         g.running = dict(self.running)
         g.in_place = dict(self.in_place)

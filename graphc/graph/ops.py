@@ -1,9 +1,10 @@
 """The op record, the registry, and `apply`: how every node enters a graph.
 
 One op is one record: its name, how it infers its output shape, its
-vector-Jacobian product (VJP) and a NumPy reference. Elementwise ops are declared
-by a scalar SymPy formula and get their derivatives from SymPy. The rules for a
-specific op sit beside its declaration in `primitives.py`.
+vector-Jacobian product (VJP), its Jacobian-vector product (JVP, forward mode) and a
+NumPy reference. Elementwise ops are declared by a scalar SymPy formula
+(elementwise.py) and get their derivatives from SymPy. The rules for a specific op sit
+beside its declaration in `primitives.py` or `structural.py`.
 
 `apply` is the one door into a graph. It checks shapes (errors name the graph,
 the op, the shapes and the model line), folds constants and drops algebraic
@@ -13,7 +14,6 @@ stage sees a simplified graph.
 from __future__ import annotations
 
 import functools
-import inspect
 import keyword
 from dataclasses import dataclass, field
 from typing import Callable
@@ -39,6 +39,7 @@ class Op:
     explicit_partials: tuple | None = None      # elementwise: rules given instead of derived
     shape_rule: Callable | None = None          # structural: (attrs, *shapes) -> shape
     vjp: Callable | None = None                 # (g, y, *inputs, **attrs) -> one contribution per input
+    jvp: Callable | None = None                 # (tangents, y, *inputs, **attrs) -> y's tangent or None
     ref: Callable | None = None                 # NumPy reference, for tests and evaluation
     symbol: str = ""                            # short label for diagrams and dumps
     gate: str = ""                              # the lecture's words for its backward pattern
@@ -106,58 +107,12 @@ def register(op):
 
 # ---- declaring ops -------------------------------------------------------------
 
-def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None, gate=None,
-                nondiff=(), domain=None, register_op=True):
-    """Declare an elementwise op from a scalar SymPy formula and return its function.
-
-    `formula` is a lambda over SymPy symbols; parameters with defaults are static
-    attributes (`lambda x, alpha=0.01: ...`). Its derivative comes from SymPy
-    unless `partials` (a lambda over the same arguments plus the output `y`)
-    gives the rules. `stable` is an equal formula that is printed instead where
-    the textbook one overflows.
-    """
-    sig = inspect.signature(formula)
-    inputs = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
-    params = tuple((p.name, p.default) for p in sig.parameters.values()
-                   if p.default is not inspect.Parameter.empty)
-    if len(inputs) > len(symbolic.ARGS):
-        raise GraphError(f"op '{name}': at most {len(symbolic.ARGS)} inputs")
-    param_syms = [sp.Symbol(k, real=True) for k, _ in params]
-    args = symbolic.ARGS[:len(inputs)]
-    try:
-        expr = sp.sympify(formula(*args, *param_syms))
-        explicit = None
-        if partials is not None:
-            explicit = tuple(sp.sympify(p) for p in partials(*args, *param_syms, symbolic.Y))
-        stable_expr = sp.sympify(stable(*args, *param_syms)) if stable is not None else None
-    except (TypeError, AttributeError, ValueError, sp.SympifyError) as e:
-        raise GraphError(f"op '{name}': its formulas must be SymPy expressions of their arguments "
-                         f"(sp.exp, not math.exp or np.exp): {e}") from None
-    if explicit is not None and len(explicit) != len(inputs):
-        raise GraphError(f"op '{name}': partials must give one rule per input")
-    op = Op(name, "elementwise", len(inputs), params, expr, stable_expr, explicit, ref=ref,
-            symbol=symbol or name, gate=gate or "", nondiff=tuple(nondiff), domain=domain)
-    op.vjp = _elementwise_vjp
-    if register_op:
-        register(op)
-    return _op_function(op, inputs)
-
-
-def structural(name, n_inputs, shape, vjp, params=(), ref=None, symbol=None, gate="", nondiff=()):
-    """Declare a structural op (matmul, sum, reshape...) by its shape rule and VJP."""
-    op = register(Op(name, "structural", n_inputs, tuple(params), shape_rule=shape, vjp=vjp,
+def structural(name, n_inputs, shape, vjp, params=(), ref=None, symbol=None, gate="", nondiff=(), jvp=None):
+    """Declare a structural op (matmul, sum, reshape...) by its shape rule, its VJP and its
+    JVP (forward mode; None where no tangent flows through it)."""
+    op = register(Op(name, "structural", n_inputs, tuple(params), shape_rule=shape, vjp=vjp, jvp=jvp,
                      ref=ref, symbol=symbol or name, gate=gate, nondiff=tuple(nondiff)))
     return op
-
-
-def _op_function(op, input_names):
-    def fn(*args, **attrs):
-        return apply(op, args, **attrs)
-    fn.__name__ = op.name
-    fn.op = op
-    fn.__doc__ = (f"Elementwise {op.name}({', '.join(input_names)}"
-                  + "".join(f", {k}={v!r}" for k, v in op.params) + f"): {op.formula}")
-    return fn
 
 
 # ---- the internal ops -----------------------------------------------------------
@@ -167,7 +122,7 @@ CONST = register(Op("const", "const", 0, symbol="const"))
 # EXPR is the elementwise op whose formula lives in its attributes: the fused
 # local-gradient expressions autodiff writes (grad_s3 = grad_L*y*(1 - y)).
 EXPR = register(Op("expr", "elementwise", None, symbol="f", gate=""))
-EXPR.vjp = None  # set below, once _elementwise_vjp exists
+EXPR.vjp = EXPR.jvp = None  # the shared elementwise rules (elementwise.py) fill these
 
 
 # zeros of an input's shape: what a gradient is where none flows (written by autodiff and
@@ -354,29 +309,3 @@ def expr(formula, *args):
     if shape is None:
         fail(graph, EXPR, "shapes do not broadcast together", [n.shape for n in nodes], nodes=nodes)
     return Tensor(graph, _add_elementwise(graph, EXPR, (("expr", sp.sympify(formula)),), nodes, shape))
-
-
-# ---- the elementwise VJP, shared by every elementwise op ------------------------
-
-def _elementwise_vjp(g, y, *inputs, **attrs):
-    """Contribution to input i: g * d op / d input_i, one fused EXPR node each."""
-    node = y.node
-    out = []
-    for i in range(len(inputs)):
-        local = _local_gradient(node.op, node.attrs, len(inputs), i)
-        out.append(None if local is None else expr(local, g, y, *inputs))
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=4096)
-def _local_gradient(op, attrs, n_inputs, i):
-    """g * d op / d input_i over (g, y, inputs...): g and y come first, so SymPy's
-    canonical order prints grad_s0*x0 as the lecture does. None: no gradient."""
-    rule = op.partials_for(attrs, n_inputs)[i]
-    if i in op.nondiff or rule == 0:
-        return None
-    shift = {symbolic.ARGS[k]: symbolic.ARGS[k + 2] for k in range(n_inputs)}
-    return sp.piecewise_fold(symbolic.ARGS[0] * rule.xreplace({**shift, symbolic.Y: symbolic.ARGS[1]}))
-
-
-EXPR.vjp = _elementwise_vjp

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .ops import elementwise
+from .elementwise import elementwise
 from .symbolic import log1p
 from .tensor import OPERATORS
 

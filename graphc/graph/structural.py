@@ -45,6 +45,19 @@ def _tensor(x, what):
     return x
 
 
+def batched(t, x):
+    """Whether the tangent `t` of `x` carries a leading batch axis: one tangent per vector of
+    a basis, as forward mode pushes them to build a Jacobian at once."""
+    return t.ndim > x.ndim
+
+
+def lift(t, x, rank):
+    """A batched tangent of `x` with unit axes after the batch axis, so that it lines up
+    (NumPy broadcasting aligns trailing axes) with values of `rank` axes."""
+    pad = rank - x.ndim
+    return t if pad <= 0 else reshape(t, t.shape[:1] + (1,) * pad + t.shape[1:])
+
+
 def swap_last(x):
     """Transpose of the last two axes (x.T for a matrix)."""
     nd = x.ndim
@@ -86,8 +99,36 @@ def _matmul_vjp(g, y, a, b):
     return ga, gb
 
 
+def _matmul_jvp(ts, y, a, b):
+    """The product rule: t_a @ b + a @ t_b."""
+    ta, tb = ts
+    parts = [_product(p, q, (p is ta, q is tb), a, b, y) for p, q in ((ta, b), (a, tb)) if p is not None
+             and q is not None]
+    return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+def _product(p, q, is_tangent, a, b, y):
+    """p @ q, where a batched tangent among them keeps its batch axis in front: operands
+    promoted to matrices, batch axes lined up, the result shaped (n,) + y.shape."""
+    batch = [t is not None and flag and batched(t, x) for t, flag, x in ((p, is_tangent[0], a), (q, is_tangent[1], b))]
+    if not any(batch):
+        return p @ q
+    a2 = a.shape if a.ndim >= 2 else (1,) + a.shape
+    b2 = b.shape if b.ndim >= 2 else b.shape + (1,)
+    stack = len(broadcast_shapes(a2[:-2], b2[:-2]))
+    operands = []
+    for value, shape2, is_batched in ((p, a2, batch[0]), (q, b2, batch[1])):
+        if is_batched:   # (n, 1..., rows, cols): its batch axes as many as the product's
+            value = reshape(value, value.shape[:1] + (1,) * (stack - len(shape2) + 2) + shape2)
+        elif value.shape != shape2:
+            value = reshape(value, shape2)
+        operands.append(value)
+    out = operands[0] @ operands[1]
+    return reshape(out, out.shape[:1] + y.shape)
+
+
 MATMUL = structural("matmul", 2, _matmul_shape, _matmul_vjp, ref=np.matmul, symbol="@",
-                    gate="matmul gate: g @ b.T and a.T @ g")
+                    gate="matmul gate: g @ b.T and a.T @ g", jvp=_matmul_jvp)
 
 
 def matmul(a, b):
@@ -110,8 +151,13 @@ def _transpose_vjp(g, y, x, axes):
     return (transpose(g, inverse),)
 
 
+def _transpose_jvp(ts, y, x, axes):
+    t = ts[0]
+    return transpose(t, (0,) + tuple(k + 1 for k in axes)) if batched(t, x) else transpose(t, axes)
+
+
 TRANSPOSE = structural("transpose", 1, _transpose_shape, _transpose_vjp, params=(("axes", None),),
-                       ref=lambda x, axes: np.transpose(x, axes), symbol="T")
+                       ref=lambda x, axes: np.transpose(x, axes), symbol="T", jvp=_transpose_jvp)
 
 
 def transpose(x, axes=None):
@@ -160,16 +206,37 @@ def _max_vjp(g, y, x, axis, keepdims):
     return (_restore(g, x, axis, keepdims) * mask / count,)
 
 
+def _shifted(t, x, axis):
+    """The reduced axes of x, counted in its tangent t (one more in front where batched)."""
+    k = 1 if batched(t, x) else 0
+    return tuple(a + k for a in axis)
+
+
+def _sum_jvp(ts, y, x, axis, keepdims):
+    return sum(ts[0], _shifted(ts[0], x, axis), keepdims)
+
+
+def _mean_jvp(ts, y, x, axis, keepdims):
+    return mean(ts[0], _shifted(ts[0], x, axis), keepdims)
+
+
+def _max_jvp(ts, y, x, axis, keepdims):
+    # the tangent of the largest entries (the mean of the tied ones), as the VJP routes
+    mask = equal(x, _restore(y, x, axis, keepdims))
+    count = sum(mask, axis, keepdims)
+    return sum(ts[0] * mask, _shifted(ts[0], x, axis), keepdims) / count
+
+
 _REDUCE_PARAMS = (("axis", None), ("keepdims", False))
 SUM = structural("sum", 1, _reduce_shape, _sum_vjp, _REDUCE_PARAMS,
                  ref=lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), symbol="Σ",
-                 gate="sum gate copies g back to every element")
+                 gate="sum gate copies g back to every element", jvp=_sum_jvp)
 MEAN = structural("mean", 1, _reduce_shape, _mean_vjp, _REDUCE_PARAMS,
                   ref=lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), symbol="mean",
-                  gate="mean gate spreads g evenly")
+                  gate="mean gate spreads g evenly", jvp=_mean_jvp)
 MAX = structural("max", 1, _reduce_shape, _max_vjp, _REDUCE_PARAMS,
                  ref=lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), symbol="max",
-                 gate="max gate routes to the largest")
+                 gate="max gate routes to the largest", jvp=_max_jvp)
 
 
 def _reduce(op, x, axis, keepdims):
@@ -202,7 +269,8 @@ def _reshape_shape(attrs, x):
 
 
 RESHAPE = structural("reshape", 1, _reshape_shape, lambda g, y, x, shape: (reshape(g, x.shape),),
-                     params=(("shape", None),), ref=lambda x, shape: np.reshape(x, shape), symbol="reshape")
+                     params=(("shape", None),), ref=lambda x, shape: np.reshape(x, shape), symbol="reshape",
+                     jvp=lambda ts, y, x, shape: reshape(ts[0], ts[0].shape[:ts[0].ndim - x.ndim] + shape))
 
 
 def reshape(x, shape):
@@ -229,9 +297,19 @@ def _broadcast_shape(attrs, x, like):
     return like
 
 
+def _broadcast_jvp(ts, y, x, *like, shape=None):
+    t = ts[0]
+    if t is None:
+        return None
+    if batched(t, x):
+        return broadcast_to(lift(t, x, y.ndim), t.shape[:1] + y.shape)
+    return broadcast_like(t, like[0]) if like else broadcast_to(t, y.shape)
+
+
 BROADCAST = structural("broadcast_like", 2, _broadcast_shape,
                        lambda g, y, x, like: (g, None), ref=lambda x, like: np.broadcast_to(x, np.shape(like)),
-                       symbol="broadcast", nondiff=(1,), gate="broadcast: summed back to the input's shape")
+                       symbol="broadcast", nondiff=(1,), gate="broadcast: summed back to the input's shape",
+                       jvp=_broadcast_jvp)
 
 
 def broadcast_like(x, like):
@@ -239,6 +317,40 @@ def broadcast_like(x, like):
     if x.shape == like.shape:
         return x
     return apply(BROADCAST, (x, like))
+
+
+BROADCAST_TO = structural("broadcast_to", 1, lambda attrs, x: _broadcast_shape(attrs, x, attrs["shape"]),
+                          lambda g, y, x, shape: (g,), params=(("shape", None),),
+                          ref=lambda x, shape: np.broadcast_to(x, shape), symbol="broadcast",
+                          gate="broadcast: summed back to the input's shape", jvp=_broadcast_jvp)
+
+
+def broadcast_to(x, shape):
+    """x broadcast to `shape` by NumPy's rules (a new axis in front, a 1 stretched)."""
+    x = _tensor(x, "broadcast_to")
+    shape = tuple(dim(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    if x.shape == shape:
+        return x
+    return apply(BROADCAST_TO, (x,), shape=shape)
+
+
+# ---- the standard basis: what forward mode pushes to build a Jacobian -----------------------
+
+def _basis_shape(attrs, x):
+    n = size_of(x)
+    if not isinstance(n, int):
+        raise GraphError(f"a basis needs a static shape, not {format_shape(x)}")
+    return (n,) + tuple(x)
+
+
+BASIS = structural("basis", 1, _basis_shape, lambda g, y, x: (None,), nondiff=(0,), symbol="I",
+                   ref=lambda x: np.eye(np.size(x), dtype=np.result_type(x, 1.0)).reshape((np.size(x),) + np.shape(x)))
+
+
+def basis(x):
+    """The standard basis of x's space: row k is x's shape with a 1 at its k-th entry
+    (np.eye(x.size), each row shaped like x)."""
+    return apply(BASIS, (_tensor(x, "basis"),))
 
 
 # ---- gradient plumbing ------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def schedule(live, hidden, needed_after):
     to an array if it is returned or read by anything outside its loop.
     """
     users = _users(live, hidden)
-    virtual = {n for n in live if n.op.name == "broadcast_like" and n not in needed_after
+    virtual = {n for n in live if n.op.name in ("broadcast_like", "broadcast_to") and n not in needed_after
                and users.get(n) and all(is_loop_member(u) and u.shape == n.shape for u in users[n])}
 
     units, open_groups, group_of = [], {}, {}

@@ -32,9 +32,20 @@ def value_names(graph, namer=None):
         node = through_aliases(node)
         if node.name is None and node.op.kind not in ("input", "const") and node not in names:
             names[node] = name
+    primal_names = {}   # a tangent's primal that is not live still lends it its name
+    adjoint_of = {rec.adjoint: rec.forward for rec in graph.adjoints}
     for node in graph.live_nodes():
         if node.name:
             names[node] = node.name
         elif node not in names and not is_hidden(node):
-            names[node] = namer.temp()
+            primal = graph.tangents.get(node)
+            if primal is None:
+                names[node] = namer.temp()
+            else:   # forward mode: the tangent of s3 is tangent_s3
+                primal = through_aliases(primal)
+                if primal not in names and primal not in primal_names:
+                    forward = adjoint_of.get(primal)   # a backward line's tangent: tangent_grad_s2
+                    primal_names[primal] = primal.name or (namer.temp() if forward is None else
+                                                           "grad_" + names.get(forward, forward.name or "s"))
+                names[node] = namer.fresh("tangent_" + names.get(primal, primal_names.get(primal)))
     return names

@@ -212,6 +212,15 @@ def broadcast_like(node, args, ctx, name):
     return f"__empty({shape})", [_kernel(ctx, name, node.shape, out, body, comment="broadcast")]
 
 
+def basis(node, args, ctx, name):
+    """An identity matrix (a kernel writes its diagonal), each row shaped like the input."""
+    n = node.shape[0]
+    i = ctx.loop.index[0]
+    launch = _kernel(ctx, name, (n,), [i], [f"{name}[{i}, {i}] = 1.0"], comment="basis: the diagonal")
+    shaped = [] if node.ndim == 2 else [f"{name} = {name}.reshape({ctx.target.shape(node.shape, ctx)})"]
+    return f"__full(({n}, {n}), 0.0)", [launch, *shaped]
+
+
 def zeros_like(node, args, ctx, name):
     if node.shape == ():
         return ctx.target.constant(0.0, ctx)
@@ -300,5 +309,6 @@ def matmul(node, args, ctx, name):
 
 
 TABLE = {"matmul": matmul, "transpose": transpose, "sum": reduction, "mean": reduction,
-         "max": reduction, "reshape": reshape, "broadcast_like": broadcast_like,
+         "max": reduction, "reshape": reshape, "broadcast_like": broadcast_like, "broadcast_to": broadcast_like,
+         "basis": basis,
          "zeros_like": zeros_like, "getitem": getitem, "scatter": scatter, "concatenate": concatenate}

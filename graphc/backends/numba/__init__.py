@@ -62,7 +62,7 @@ OPS = {
     "matmul": _matmul,
     "sum": loops.reduction, "mean": loops.reduction, "max": loops.reduction,
     "reshape": _reshape,
-    "broadcast_like": _broadcast,
+    "broadcast_like": _broadcast, "broadcast_to": _broadcast,
 }
 
 

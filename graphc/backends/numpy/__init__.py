@@ -40,6 +40,20 @@ def _broadcast(node, args, ctx, name):
     return f"{ctx.np}.broadcast_to({args[0]}, {ctx.np}.shape({args[1]}))"
 
 
+def _broadcast_to(node, args, ctx, name):
+    shape = ctx.target.shape(node.shape, ctx)
+    if node.inputs[0].shape == ():   # a number fills the array (in the module's dtype)
+        return f"{ctx.np}.full({shape}, {args[0]}, dtype={ctx.np}.{ctx.dtype})"
+    return f"{ctx.np}.broadcast_to({args[0]}, {shape})"
+
+
+def _basis(node, args, ctx, name):
+    """np.eye, each row shaped like the input (forward mode's seeds for a Jacobian)."""
+    n = node.shape[0]
+    eye = f"{ctx.np}.eye({n}, dtype={ctx.np}.{ctx.dtype})"
+    return eye if node.ndim == 2 else f"{eye}.reshape({ctx.target.shape(node.shape, ctx)})"
+
+
 def _reshape(node, args, ctx, name):
     if node.shape == ():   # its one element: a number, not a 0-d array
         return element(args[0], node.inputs[0].ndim)
@@ -75,6 +89,8 @@ OPS = {
     "sum": _reduce("sum"), "mean": _reduce("mean"), "max": _reduce("max"),
     "reshape": _reshape,
     "broadcast_like": _broadcast,
+    "broadcast_to": _broadcast_to,
+    "basis": _basis,
     "zeros_like": _zeros,
     "getitem": _getitem,
     "scatter": _scatter,

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .graph import ops, symbolic
-from .graph.ir import Graph, GraphError, Node
-from .graph.ops import zeros_like
-from .graph.structural import unbroadcast
-from .graph.tensor import Tensor
+from ..graph import ops, symbolic
+from ..graph.ir import Graph, GraphError, Node
+from ..graph.ops import zeros_like
+from ..graph.structural import unbroadcast
+from ..graph.tensor import Tensor
 
 
 @dataclass(frozen=True)

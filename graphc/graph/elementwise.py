@@ -1,0 +1,125 @@
+"""Declaring an elementwise op by its scalar SymPy formula, and the two derivative rules
+every elementwise op shares: the VJP (g * d op / d input_i, one fused node per input) and
+the JVP (sum_i t_i * d op / d input_i, one fused node), both from the partials SymPy
+derives (symbolic.partials) or the op states."""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import sympy as sp
+
+from . import symbolic
+from .ir import GraphError
+from .ops import EXPR, Op, apply, expr, register
+
+def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None, gate=None,
+                nondiff=(), domain=None, register_op=True):
+    """Declare an elementwise op from a scalar SymPy formula and return its function.
+
+    `formula` is a lambda over SymPy symbols; parameters with defaults are static
+    attributes (`lambda x, alpha=0.01: ...`). Its derivative comes from SymPy
+    unless `partials` (a lambda over the same arguments plus the output `y`)
+    gives the rules. `stable` is an equal formula that is printed instead where
+    the textbook one overflows.
+    """
+    sig = inspect.signature(formula)
+    inputs = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
+    params = tuple((p.name, p.default) for p in sig.parameters.values()
+                   if p.default is not inspect.Parameter.empty)
+    if len(inputs) > len(symbolic.ARGS):
+        raise GraphError(f"op '{name}': at most {len(symbolic.ARGS)} inputs")
+    param_syms = [sp.Symbol(k, real=True) for k, _ in params]
+    args = symbolic.ARGS[:len(inputs)]
+    try:
+        expr = sp.sympify(formula(*args, *param_syms))
+        explicit = None
+        if partials is not None:
+            explicit = tuple(sp.sympify(p) for p in partials(*args, *param_syms, symbolic.Y))
+        stable_expr = sp.sympify(stable(*args, *param_syms)) if stable is not None else None
+    except (TypeError, AttributeError, ValueError, sp.SympifyError) as e:
+        raise GraphError(f"op '{name}': its formulas must be SymPy expressions of their arguments "
+                         f"(sp.exp, not math.exp or np.exp): {e}") from None
+    if explicit is not None and len(explicit) != len(inputs):
+        raise GraphError(f"op '{name}': partials must give one rule per input")
+    op = Op(name, "elementwise", len(inputs), params, expr, stable_expr, explicit, ref=ref,
+            symbol=symbol or name, gate=gate or "", nondiff=tuple(nondiff), domain=domain)
+    op.vjp, op.jvp = _elementwise_vjp, _elementwise_jvp
+    if register_op:
+        register(op)
+    return _op_function(op, inputs)
+
+
+def _op_function(op, input_names):
+    def fn(*args, **attrs):
+        return apply(op, args, **attrs)
+    fn.__name__ = op.name
+    fn.op = op
+    fn.__doc__ = (f"Elementwise {op.name}({', '.join(input_names)}"
+                  + "".join(f", {k}={v!r}" for k, v in op.params) + f"): {op.formula}")
+    return fn
+
+
+# ---- the elementwise VJP, shared by every elementwise op ------------------------
+
+def _elementwise_vjp(g, y, *inputs, **attrs):
+    """Contribution to input i: g * d op / d input_i, one fused EXPR node each."""
+    node = y.node
+    out = []
+    for i in range(len(inputs)):
+        local = _local_gradient(node.op, node.attrs, len(inputs), i)
+        out.append(None if local is None else expr(local, g, y, *inputs))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_gradient(op, attrs, n_inputs, i):
+    """g * d op / d input_i over (g, y, inputs...): g and y come first, so SymPy's
+    canonical order prints grad_s0*x0 as the lecture does. None: no gradient."""
+    rule = op.partials_for(attrs, n_inputs)[i]
+    if i in op.nondiff or rule == 0:
+        return None
+    shift = {symbolic.ARGS[k]: symbolic.ARGS[k + 2] for k in range(n_inputs)}
+    return sp.piecewise_fold(symbolic.ARGS[0] * rule.xreplace({**shift, symbolic.Y: symbolic.ARGS[1]}))
+
+
+# ---- the elementwise JVP (forward mode), shared likewise ------------------------
+
+def _elementwise_jvp(tangents, y, *inputs, **attrs):
+    """y's tangent, sum_i d op / d input_i * t_i, as one fused EXPR node: the forward-mode
+    slide's tangent_s0 = tangent_w0*x0 + tangent_x0*w0. `tangents` has one entry per input
+    (None: no tangent); a batched tangent (a Jacobian's basis) comes lifted to y's rank."""
+    node = y.node
+    used = tuple(i for i, t in enumerate(tangents) if t is not None and _partial(node.op, node.attrs, len(inputs), i) is not None)
+    if not used:
+        return None
+    ts = [tangents[i] for i in used]
+    if len(used) + 1 + len(inputs) <= len(symbolic.ARGS):
+        return expr(_tangent_formula(node.op, node.attrs, len(inputs), used), *ts, y, *inputs)
+    total = None   # too many arguments for one formula (a very wide sum): a term each
+    for i, t in zip(used, ts):
+        term = expr(_tangent_formula(node.op, node.attrs, len(inputs), (i,)), t, y, *inputs)
+        total = term if total is None else total + term
+    return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _partial(op, attrs, n_inputs, i):
+    """d op / d input_i over (inputs..., Y), or None where no derivative flows."""
+    rule = op.partials_for(attrs, n_inputs)[i]
+    return None if i in op.nondiff or rule == 0 else rule
+
+
+@functools.lru_cache(maxsize=4096)
+def _tangent_formula(op, attrs, n_inputs, used):
+    """sum over `used` of t_i * d op / d input_i, over (t..., y, inputs...): the tangents come
+    first, as the gradient does in a VJP line (tangent_w0*x0)."""
+    m = len(used)
+    shift = {symbolic.ARGS[k]: symbolic.ARGS[m + 1 + k] for k in range(n_inputs)}
+    shift[symbolic.Y] = symbolic.ARGS[m]
+    total = sp.Add(*[symbolic.ARGS[j] * _partial(op, attrs, n_inputs, i).xreplace(shift)
+                     for j, i in enumerate(used)])
+    return sp.piecewise_fold(total)
+
+
+EXPR.vjp, EXPR.jvp = _elementwise_vjp, _elementwise_jvp
