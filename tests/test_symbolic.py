@@ -34,6 +34,7 @@ REGIONS = {
     "equal": A_VERSUS_B,
     "where": ({A0: P}, {A0: -P}, {A0: sp.Integer(0)}),   # the condition c != 0 is not a kink
     "softplus": SIGN_OF_X,   # smooth, but its rule is written with Min and Abs, which have a kink at 0
+    "pow": ({A0: P},),       # the exponent's rule is masked to 0 at a zero base, where a**b is 0**b
 }
 _PIECEWISE_KINDS = (sp.Piecewise, sp.Heaviside, sp.Max, sp.Min, sp.sign, sp.Abs)
 

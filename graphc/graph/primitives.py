@@ -14,6 +14,7 @@ from .symbolic import log1p
 from .tensor import OPERATORS
 
 _step = lambda c: sp.Piecewise((1, c), (0, True))  # noqa: E731
+_zero_where_zero = lambda a, value: sp.Piecewise((0, sp.Eq(a, 0)), (value, True))  # noqa: E731
 
 
 def _np_sigmoid(x):
@@ -26,8 +27,11 @@ sub = elementwise("sub", lambda a, b: a - b, ref=np.subtract, symbol="-",
                   gate="sub gate distributes, negated into b")
 mul = elementwise("mul", lambda a, b: a * b, ref=np.multiply, symbol="*", gate="mul gate swaps its inputs")
 div = elementwise("div", lambda a, b: a / b, ref=np.divide, symbol="/", gate="div gate")
-# pow's rule stays in terms of its inputs: the output form b*y/a divides by a
-pow = elementwise("pow", lambda a, b: a ** b, partials=lambda a, b, y: (b * a ** (b - 1), y * sp.log(a)),
+# pow's rule stays in terms of its inputs: the output form b*y/a divides by a. Its exponent's
+# rule y*log(a) is 0*-inf at a = 0, where y = 0**b is constant in b (b != 0): 0 there, as PyTorch
+# masks it. A constant base folds the choice away (0 ** b: no gradient; 2.0 ** b: 0.693*y).
+pow = elementwise("pow", lambda a, b: a ** b,
+                  partials=lambda a, b, y: (b * a ** (b - 1), _zero_where_zero(a, y * sp.log(a))),
                   ref=np.power, symbol="**", gate="pow gate")
 neg = elementwise("neg", lambda x: -x, ref=np.negative, symbol="-", gate="neg gate flips the sign")
 

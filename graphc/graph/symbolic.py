@@ -3,7 +3,10 @@
 SymPy's job is small and bounded. Each elementwise op is a scalar formula over
 argument symbols; its partial derivatives come from `sympy.diff`, rewritten in
 terms of the op's output where that is simpler (sigmoid' = y*(1-y)), and are
-cached. Nothing here ever sees more than one op's formula at a time.
+cached. Nothing here ever sees more than one op's formula at a time, and no SymPy
+call here costs more for a constant with more digits (x ** 2.718281828459045).
+Derivatives come out printable: a kink's DiracDelta and Heaviside become the numbers
+the code computes.
 """
 from __future__ import annotations
 
@@ -25,6 +28,42 @@ def partials(formula, n_inputs):
                  for i in range(n_inputs))
 
 
+def printable(derivative):
+    """`derivative` with SymPy's distributions replaced by the values the code computes.
+
+    A kink's derivative (abs' = sign, Max(0, x)' = Heaviside(x)) is a distribution to
+    SymPy, and its derivative in turn (sign' = 2*DiracDelta). No target prints those;
+    away from the kink the derivative is what autograd and PyTorch give: DiracDelta (and
+    its derivatives) is 0, Heaviside a step (see `step`). Anything else SymPy leaves
+    unevaluated (Subs, Derivative) stays, so that the Printer names it.
+    """
+    out = derivative.replace(sp.DiracDelta, lambda *args: sp.S.Zero)
+    out = out.replace(sp.Heaviside, step)
+    # sign' where SymPy could not say its argument is real: still 0 away from the kink
+    out = out.replace(lambda e: isinstance(e, sp.Derivative) and isinstance(e.expr, sp.sign),
+                      lambda e: sp.S.Zero)
+    return out
+
+
+def step(arg, at_zero=sp.S.Half):
+    """Heaviside(arg): 1 above 0, 0 below, `at_zero` (SymPy's default 1/2) at 0.
+
+    1/2 is the value that agrees with sign(0) = 0, abs' at its kink: where kinks cancel in
+    a smooth formula (softplus's stable rule holds Min(x, 0) and Abs(x)), the half-steps
+    add up to the true derivative (softplus''(0) = 1/4, not 0, which broke Newton's
+    method started at w = 0). The rules written for the routing gates (relu, max) keep
+    their own ties; this is only for steps SymPy derives.
+    """
+    if at_zero == sp.S.Half:
+        return (1 + sp.sign(arg)) / 2
+    return sp.Piecewise((1, arg > 0), (0, arg < 0), (at_zero, True))
+
+
+# Above this many operations a derivative is printed as SymPy gives it: simplify's cost
+# grows fast with size, and the output form pays off for one op's small formula.
+MAX_OPS = 40
+
+
 def prefer_output_form(derivative, formula, n_inputs):
     """Rewrite a derivative in terms of the output Y where that is simpler.
 
@@ -33,8 +72,38 @@ def prefer_output_form(derivative, formula, n_inputs):
     derivative at x = f^-1(Y). A candidate is kept only when it is provably equal
     and has no more operations than the plain derivative.
     """
+    derivative = printable(derivative)
     if derivative.is_number:
         return derivative
+    if max(sp.count_ops(derivative), sp.count_ops(formula)) > MAX_OPS:
+        return derivative
+    # solve and simplify turn a Float into an exact Rational, and their cost grows with
+    # its digits (x**2.718281828459045 ran out of memory): they see a symbol instead
+    back, (derivative_s, formula_s) = _constants_as_symbols(derivative, formula)
+    best = _output_form(derivative_s, formula_s, n_inputs)
+    return derivative if best is derivative_s else best.xreplace(back)
+
+
+def _is_small(number):
+    """A number SymPy's algebra handles in no time: a small integer or fraction."""
+    return number.is_Rational and abs(number.p) <= 100 and number.q <= 100
+
+
+def _constants_as_symbols(*exprs):
+    """`exprs` with every Float and large Rational replaced by a positive symbol (times
+    -1 for a negative one, so that simplify still knows each number's sign), and the
+    mapping that puts the numbers back."""
+    numbers = {n for e in exprs for n in e.atoms(sp.Float, sp.Rational)}   # finite: not oo, zoo, nan
+    magnitudes = sorted({abs(n) for n in numbers if n != 0 and not _is_small(n)}, key=float)
+    symbols = {m: sp.Dummy(f"c{k}", positive=True) for k, m in enumerate(magnitudes)}
+    if not symbols:
+        return {}, exprs
+    forward = {n: symbols[abs(n)] * (1 if n > 0 else -1) for n in numbers if abs(n) in symbols}
+    return {s: m for m, s in symbols.items()}, tuple(e.xreplace(forward) for e in exprs)
+
+
+def _output_form(derivative, formula, n_inputs):
+    """The simplest provably equal form of `derivative`, preferring one in terms of Y."""
     candidates = [derivative.subs(formula, Y)]
     x = ARGS[0]
     if n_inputs == 1 and formula.count(x) == 1:
@@ -202,4 +271,4 @@ class Printer:
         return text, _PREC_ATOM
 
 
-__all__ = ["ARGS", "Y", "partials", "prefer_output_form", "Printer", "log1p"]
+__all__ = ["ARGS", "Y", "partials", "printable", "step", "prefer_output_form", "Printer", "log1p"]
