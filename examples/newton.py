@@ -116,11 +116,14 @@ def mlp_hessian_free(target="numpy", batch=64, seed=0):
     return count, (time.perf_counter() - start) / 5
 
 
-def report(rows, title):
+def report(rows, title, quadratic=True):
+    """The rows as a table, with |g_k+1| / |g_k|^2 (Newton: bounded, the error squares) or
+    the ratio of successive rows (gradient descent: a constant below 1, linear convergence)."""
     print(f"\n{title}")
-    print(f"{'step':>7} {'loss':>20} {'|grad|':>10} {'|g_k+1|/|g_k|^2':>16}")
+    print(f"{'step':>7} {'loss':>20} {'|grad|':>10} {'|g_k+1|/|g_k|^2' if quadratic else 'ratio':>16}")
     for k, (step, value, norm) in enumerate(rows):
-        ratio = f"{norm / rows[k - 1][2] ** 2:16.3g}" if k and rows[k - 1][2] > 0 else " " * 16
+        before = rows[k - 1][2] if k else 0
+        ratio = f"{norm / (before ** 2 if quadratic else before):16.3g}" if before > 0 else " " * 16
         print(f"{step:>7} {value:20.15f} {norm:10.2e} {ratio}")
 
 
@@ -139,7 +142,8 @@ def main(target="numpy", plot=None, tolerance=1e-10, mlp_batch=64):
     (w_gd, gd_rows), t_gd = timed(gradient_descent, loss, hessian, X, y, tolerance)
     (w_cg, cg_rows), t_cg = timed(newton_cg, loss, hvp, X, y, tolerance)
     report(newton_rows, "Newton's method (gc.hessian): the error squares at every step")
-    report(gd_rows[-5:], f"gradient descent: {gd_rows[-1][0]} steps (the last rows, every 100th step)")
+    report(gd_rows[-5:], f"gradient descent: {gd_rows[-1][0]} steps (the last rows, every 100th step)",
+           quadratic=False)
     print(f"\n{'method':<18} {'steps':>7} {'time':>9}  to |grad| < {tolerance:g}")
     for name, rows, seconds in (("Newton", newton_rows, t_newton), ("gradient descent", gd_rows, t_gd),
                                 ("Newton-CG (hvp)", cg_rows, t_cg)):
@@ -155,8 +159,8 @@ def main(target="numpy", plot=None, tolerance=1e-10, mlp_batch=64):
             history.log(step, newton=norm)
         for step, _, norm in gd_rows:
             history.log(step, gradient_descent=norm)
-        history.plot(plot, panels=[["newton", "gradient_descent"]], beta=0, log_y=("newton",),
-                     title="|gradient| of the logistic loss", xlabel="iteration")
+        history.plot(plot, panels=[["newton"], ["gradient_descent"]], beta=0, log_y=("newton", "gradient_descent"),
+                     title="|gradient| of the logistic loss against the iteration", xlabel="iteration")
         print(f"wrote {plot}")
     return {"newton": newton_rows, "gd": gd_rows, "newton_cg": cg_rows, "w": w_newton, "mlp_parameters": count}
 

@@ -4,10 +4,18 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")   # CI has no GPU: numba-cuda
 import pytest
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    """Compiled modules go to a temporary cache, not the user's."""
-    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+def _private_cache(_session_cache, monkeypatch):
+    """Compiled modules go to a temporary cache, not the user's: one for the whole session,
+    so that a graph compiled by one test (and its Numba machine code) serves the others.
+    The cache's key covers everything a module's text depends on, so sharing is safe; a
+    test about the cache itself sets GRAPHC_CACHE_DIR to a directory of its own."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(_session_cache))
 
 
 def _targets():

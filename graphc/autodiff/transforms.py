@@ -43,13 +43,14 @@ def _mode(graph, out_name, out, w, mode):
     """The mode for one input: the one that needs fewer passes, where the sizes allow it."""
     n_out, n_in = size_of(out.shape), size_of(w.shape)
     static = {"rev": isinstance(n_out, int), "fwd": isinstance(n_in, int)}
-    if mode == "auto":
+    if mode == "auto" and any(static.values()):
         mode = "fwd" if static["fwd"] and (not static["rev"] or n_in < n_out) else "rev"
-    if not static[mode]:
-        what = (f"output '{out_name}' {format_shape(out.shape)}" if mode == "rev"
-                else f"input '{w.name}' {format_shape(w.shape)}")
-        raise GraphError(f"graph '{graph.name}': gc.jacobian in {mode} mode needs a static shape for the "
-                         f"{what}: a pass per entry needs their number")
+    if mode == "auto" or not static[mode]:
+        sides = {"rev": f"the output '{out_name}' {format_shape(out.shape)} (reverse mode)",
+                 "fwd": f"the input '{w.name}' {format_shape(w.shape)} (forward mode)"}
+        which = " or ".join(sides.values()) if mode == "auto" else sides[mode]
+        raise GraphError(f"graph '{graph.name}': gc.jacobian needs a static shape for {which}: "
+                         "a pass per entry needs their number")
     return mode
 
 

@@ -113,6 +113,12 @@ def _product(p, q, is_tangent, a, b, y):
     batch = [t is not None and flag and batched(t, x) for t, flag, x in ((p, is_tangent[0], a), (q, is_tangent[1], b))]
     if not any(batch):
         return p @ q
+    # one matrix product rather than a product per tangent, where the batch folds into rows
+    if batch[0] and not batch[1] and b.ndim == 2:   # (n, ..., k) @ (k, m): every row at once
+        out = reshape(p, (size_of(p.shape[:-1]), a.shape[-1])) @ q
+        return reshape(out, p.shape[:1] + y.shape)
+    if batch[1] and not batch[0] and b.ndim == 1 and a.ndim <= 2:   # a @ (n, k): (n, k) @ a.T
+        return q @ (transpose(p) if a.ndim == 2 else p)
     a2 = a.shape if a.ndim >= 2 else (1,) + a.shape
     b2 = b.shape if b.ndim >= 2 else b.shape + (1,)
     stack = len(broadcast_shapes(a2[:-2], b2[:-2]))
@@ -212,14 +218,6 @@ def _shifted(t, x, axis):
     return tuple(a + k for a in axis)
 
 
-def _sum_jvp(ts, y, x, axis, keepdims):
-    return sum(ts[0], _shifted(ts[0], x, axis), keepdims)
-
-
-def _mean_jvp(ts, y, x, axis, keepdims):
-    return mean(ts[0], _shifted(ts[0], x, axis), keepdims)
-
-
 def _max_jvp(ts, y, x, axis, keepdims):
     # the tangent of the largest entries (the mean of the tied ones), as the VJP routes
     mask = equal(x, _restore(y, x, axis, keepdims))
@@ -230,10 +228,12 @@ def _max_jvp(ts, y, x, axis, keepdims):
 _REDUCE_PARAMS = (("axis", None), ("keepdims", False))
 SUM = structural("sum", 1, _reduce_shape, _sum_vjp, _REDUCE_PARAMS,
                  ref=lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), symbol="Σ",
-                 gate="sum gate copies g back to every element", jvp=_sum_jvp)
+                 gate="sum gate copies g back to every element",
+                 jvp=lambda ts, y, x, axis, keepdims: sum(ts[0], _shifted(ts[0], x, axis), keepdims))
 MEAN = structural("mean", 1, _reduce_shape, _mean_vjp, _REDUCE_PARAMS,
                   ref=lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), symbol="mean",
-                  gate="mean gate spreads g evenly", jvp=_mean_jvp)
+                  gate="mean gate spreads g evenly",
+                  jvp=lambda ts, y, x, axis, keepdims: mean(ts[0], _shifted(ts[0], x, axis), keepdims))
 MAX = structural("max", 1, _reduce_shape, _max_vjp, _REDUCE_PARAMS,
                  ref=lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), symbol="max",
                  gate="max gate routes to the largest", jvp=_max_jvp)
