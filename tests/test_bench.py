@@ -45,6 +45,15 @@ def test_the_elementwise_benchmark_runs_on_each_target(target, monkeypatch, caps
     assert f"| graphc ({target})" in out and "agree to" in out
 
 
+def test_the_hessian_benchmark_checks_graphc_against_numpy(monkeypatch, capsys):
+    bench = _load("hessian", monkeypatch)
+    monkeypatch.setattr(bench, "N", 7)
+    monkeypatch.setattr(bench, "M", 4)
+    assert bench.main(["--quick", "--peers", ""]) == 0
+    out = capsys.readouterr().out
+    assert "| graphc (numpy) gc.hessian" in out and "agrees with NumPy by hand to" in out
+
+
 def test_peers_say_where_they_ran(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     import _common as C

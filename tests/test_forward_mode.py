@@ -174,21 +174,39 @@ def test_hvp_costs_two_passes_and_matches_torch(target, data):
 
 # ---- scalar graphs, every mode, on the numpy target -------------------------------------
 
-def test_scalar_graph_jvp_jacobian_hessian():
+def test_scalar_graph_jvp_and_hessian(target):
     args = (0.3, 1.7)
     x, y = tensors(*args)
-    value, tangent = gc.compile(gc.jvp(scalar_f)).forward(*args, 0.5, -2.0)
+    value, tangent = gc.compile(gc.jvp(scalar_f), target=target).forward(*args, 0.5, -2.0)
     _, expected = torch.autograd.functional.jvp(scalar_f_torch, (x, y), tuple(tensors(0.5, -2.0)))
     close(value, scalar_f_torch(x, y))
     close(tangent, expected)
+    H = gc.compile(gc.hessian(scalar_f), target=target).forward(*args)
+    expected = torch.autograd.functional.hessian(scalar_f_torch, (x, y))
+    close(H, [expected[0][0], expected[0][1], expected[1][0], expected[1][1]])
+
+
+def test_scalar_graph_jacobian_in_every_mode():
+    args = (0.3, 1.7)
+    x, y = tensors(*args)
     for mode in ("fwd", "rev", "auto"):
         jx, jy = gc.compile(gc.jacobian(scalar_f, mode=mode)).forward(*args)
         ex, ey = torch.autograd.functional.jacobian(scalar_f_torch, (x, y))
         close(jx, ex, mode)
         close(jy, ey, mode)
-    H = gc.compile(gc.hessian(scalar_f)).forward(*args)
-    expected = torch.autograd.functional.hessian(scalar_f_torch, (x, y))
-    close(H, [expected[0][0], expected[0][1], expected[1][0], expected[1][1]])
+
+
+def test_a_value_read_fifteen_times_differentiates_twice():
+    """The copy gate's sum of 15 contributions is one node of 15 inputs: too many for one
+    formula with its tangents (or, in reverse, its seed and output), so a term each."""
+    @gc.graph
+    def wide(x: gc.Tensor[3]):
+        h = gc.sin(x)
+        return gc.sum(gc.concatenate([h * (k + 1) for k in range(15)]) ** 2)
+    assert max(len(n.inputs) for n in gc.grad(wide).nodes) == 15
+    x = np.array([0.1, 0.2, 0.3])
+    weight = sum((k + 1) ** 2 for k in range(15))
+    close(gc.compile(gc.hessian(wide)).forward(x), np.diag(2 * weight * np.cos(2 * x)))
 
 
 def test_jacobian_of_a_vector_output_with_a_symbolic_batch_in_forward_mode(data):

@@ -67,6 +67,10 @@ def _elementwise_vjp(g, y, *inputs, **attrs):
     node = y.node
     out = []
     for i in range(len(inputs)):
+        if len(inputs) + 2 > len(symbolic.ARGS):   # a very wide sum: only the values its rule reads
+            rule = _partial(node.op, node.attrs, len(inputs), i)
+            out.append(None if rule is None else _term(rule, g, y, inputs))
+            continue
         local = _local_gradient(node.op, node.attrs, len(inputs), i)
         out.append(None if local is None else expr(local, g, y, *inputs))
     return tuple(out)
@@ -90,7 +94,8 @@ def _elementwise_jvp(tangents, y, *inputs, **attrs):
     slide's tangent_s0 = tangent_w0*x0 + tangent_x0*w0. `tangents` has one entry per input
     (None: no tangent); a batched tangent (a Jacobian's basis) comes lifted to y's rank."""
     node = y.node
-    used = tuple(i for i, t in enumerate(tangents) if t is not None and _partial(node.op, node.attrs, len(inputs), i) is not None)
+    used = tuple(i for i, t in enumerate(tangents)
+                 if t is not None and _partial(node.op, node.attrs, len(inputs), i) is not None)
     if not used:
         return None
     ts = [tangents[i] for i in used]
@@ -98,9 +103,17 @@ def _elementwise_jvp(tangents, y, *inputs, **attrs):
         return expr(_tangent_formula(node.op, node.attrs, len(inputs), used), *ts, y, *inputs)
     total = None   # too many arguments for one formula (a very wide sum): a term each
     for i, t in zip(used, ts):
-        term = expr(_tangent_formula(node.op, node.attrs, len(inputs), (i,)), t, y, *inputs)
+        term = _term(_partial(node.op, node.attrs, len(inputs), i), t, y, inputs)
         total = term if total is None else total + term
     return total
+
+
+def _term(rule, t, y, inputs):
+    """t * rule as a node of only the values the rule reads (a wide sum's rule reads none)."""
+    reads = [(symbolic.Y, y)] + [(a, x) for a, x in zip(symbolic.ARGS, inputs)]
+    reads = [(sym, value) for sym, value in reads if sym in rule.free_symbols]
+    rename = {sym: symbolic.ARGS[k + 1] for k, (sym, _) in enumerate(reads)}
+    return expr(symbolic.ARGS[0] * rule.xreplace(rename), t, *[value for _, value in reads])
 
 
 @functools.lru_cache(maxsize=4096)

@@ -102,15 +102,15 @@ def _matmul_vjp(g, y, a, b):
 def _matmul_jvp(ts, y, a, b):
     """The product rule: t_a @ b + a @ t_b."""
     ta, tb = ts
-    parts = [_product(p, q, (p is ta, q is tb), a, b, y) for p, q in ((ta, b), (a, tb)) if p is not None
-             and q is not None]
+    parts = [_product(p, q, (p is ta, q is tb), a, b, y) for p, q in ((ta, b), (a, tb))
+             if p is not None and q is not None]
     return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
 
 def _product(p, q, is_tangent, a, b, y):
     """p @ q, where a batched tangent among them keeps its batch axis in front: operands
     promoted to matrices, batch axes lined up, the result shaped (n,) + y.shape."""
-    batch = [t is not None and flag and batched(t, x) for t, flag, x in ((p, is_tangent[0], a), (q, is_tangent[1], b))]
+    batch = [flag and batched(t, x) for t, flag, x in ((p, is_tangent[0], a), (q, is_tangent[1], b))]
     if not any(batch):
         return p @ q
     # one matrix product rather than a product per tangent, where the batch folds into rows
@@ -343,8 +343,11 @@ def _basis_shape(attrs, x):
     return (n,) + tuple(x)
 
 
-BASIS = structural("basis", 1, _basis_shape, lambda g, y, x: (None,), nondiff=(0,), symbol="I",
-                   ref=lambda x: np.eye(np.size(x), dtype=np.result_type(x, 1.0)).reshape((np.size(x),) + np.shape(x)))
+def _basis_ref(x):
+    return np.eye(np.size(x), dtype=np.result_type(x, 1.0)).reshape((np.size(x),) + np.shape(x))
+
+
+BASIS = structural("basis", 1, _basis_shape, lambda g, y, x: (None,), nondiff=(0,), symbol="I", ref=_basis_ref)
 
 
 def basis(x):
