@@ -285,6 +285,15 @@ def test_generated_code_is_deterministic():
     assert len(texts) == 1 and sources[0] == sources[1] == texts.pop() + "\n"
 
 
+def test_the_dump_names_tangents_as_the_code_does():
+    text = str(gc.jvp(example("neuron").neuron, wrt="w0"))
+    assert "# forward mode: the tangents, from the inputs to the outputs" in text
+    assert "tangent_s0 : () 1 = tangent_w0*x0" in text
+    assert "# backward" not in text
+    # a tangent that is a value the graph had keeps that value's name
+    assert "s0          : () 1 = sin(x)" in str(gc.hessian(gc.graph(lambda x, y: gc.sin(x) * y, name="f")))
+
+
 def test_transformed_graphs_render_and_differentiate_again(tmp_path):
     graph = gc.jvp(scalar_f)
     dot = gc.render(graph, values={"x": 0.3, "y": 1.7, "tangent_x": 1.0, "tangent_y": 0.0},

@@ -37,8 +37,10 @@ def push_forward(graph: Graph, seeds: dict) -> dict:
             graph._origin = None
         if t is not None:
             tangents[node] = t.node
-            if t.node.op.kind not in ("input", "const"):
-                graph.tangents.setdefault(t.node, node)   # named tangent_<node> in the code
+            if t.node.index >= end and t.node.op.kind not in ("input", "const"):
+                # named tangent_<node> in the code; a tangent that is a value the graph had
+                # (sin(x), the tangent of x*sin(x) along a seed of 1) keeps its own name
+                graph.tangents.setdefault(t.node, node)
     return tangents
 
 

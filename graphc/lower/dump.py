@@ -41,10 +41,15 @@ def dump(graph, title=None):
     w0 = max((len(r[1]) for r in rows), default=1)
     w1 = max((len(r[2]) for r in rows), default=1)
     w2 = max((len(r[3]) for r in rows), default=1)
-    backward = next((r[0] for r in rows if r[0].origin is not None), None)
+    headers = {}   # the first adjoint and the first tangent open their parts
+    for node in (r[0] for r in rows if r[0].origin is not None):
+        kind = "tangent" if node in graph.tangents else "adjoint"
+        headers.setdefault(kind, node)
+    titles = {headers.get("adjoint"): "  # backward: the adjoints, from the output back to the inputs",
+              headers.get("tangent"): "  # forward mode: the tangents, from the inputs to the outputs"}
     for node, name, shape, size, call in rows:
-        if node is backward:
-            lines.append("  # backward: the adjoints, from the output back to the inputs")
+        if node in titles:
+            lines.append(titles[node])
         lines.append(f"  {name:<{w0}} : {shape:<{w1}} {size:>{w2}} = {call}{notes.get(node, '')}")
     for name, text in outs:
         if text != name:
@@ -64,7 +69,7 @@ def _dump_names(graph):
     for node in graph.live_nodes():
         if node not in names:
             continue
-        if node.origin is None or node.name:
+        if node.origin is None or node.name or node in graph.tangents:   # tangent_<value> as in the code
             namer.take(names[node])
         else:
             forward = first.get(node)
