@@ -17,7 +17,11 @@ from .graph.elementwise import elementwise
 from .graph.primitives import (
     add, sub, mul, div, pow, neg, exp, log, sqrt, abs, reciprocal, sin, cos, sigmoid, tanh,
     softplus, relu, leaky_relu, elu, prelu, maximum, minimum, greater, less, greater_equal,
-    less_equal, equal, where,
+    less_equal, equal, not_equal, where,
+)
+from .graph.functions import (
+    log1p, expm1, log2, log10, logaddexp, tan, sinh, cosh, arcsin, arccos, arctan, arcsinh, arccosh,
+    arctanh, arctan2, hypot, sign, mod, clip,
 )
 from .graph.structural import matmul, transpose, sum, mean, max, reshape, broadcast_to, stop_gradient
 from .graph.indexing import getitem, concatenate, stack

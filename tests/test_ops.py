@@ -60,6 +60,23 @@ def separated(shape_a, shape_b):
     return sample
 
 
+def away_from_multiples(shape_a, shape_b):
+    """(a, b) with a/b at least 0.1 from an integer: away from the jumps of mod(a, b)."""
+    def sample(rng):
+        b = signed(0.7, 1.5)(rng, shape_b)
+        return [b * (rng.integers(-3, 3, size=shape_a) + rng.uniform(0.1, 0.9, size=shape_a)), b]
+    return sample
+
+
+def bands(*intervals):
+    """Values each in one of `intervals`, chosen at random: below, inside and above clip's range."""
+    def sample(rng, shape):
+        lo, hi = np.array(intervals).T
+        k = rng.integers(0, len(intervals), size=shape)
+        return rng.uniform(lo[k], hi[k])
+    return sample
+
+
 # ---- the table ------------------------------------------------------------------------
 
 
@@ -149,6 +166,27 @@ OPS = {
     "sigmoid": Case(((M23, uniform(-4.0, 4.0)),)),
     "tanh": Case(((M23, uniform(-2.0, 2.0)),)),
     "softplus": Case(((M23, uniform(-4.0, 4.0)),)),
+    "log1p": Case(((M23, uniform(-0.5, 2.0)),)),
+    "expm1": Case(((M23, NORMAL),)),
+    "log2": Case(((M23, uniform(0.3, 3.0)),)),
+    "log10": Case(((M23, uniform(0.3, 3.0)),)),
+    "logaddexp": Case(((M23, uniform(-3.0, 3.0)), (V3, uniform(-3.0, 3.0)))),
+    "tan": Case(((M23, uniform(-1.2, 1.2)),)),
+    "sinh": Case(((M23, NORMAL),)),
+    "cosh": Case(((M23, NORMAL),)),
+    "arcsin": Case(((M23, uniform(-0.9, 0.9)),)),
+    "arccos": Case(((M23, uniform(-0.9, 0.9)),)),
+    "arctan": Case(((M23, uniform(-3.0, 3.0)),)),
+    "arcsinh": Case(((M23, uniform(-3.0, 3.0)),)),
+    "arccosh": Case(((M23, uniform(1.2, 3.0)),)),
+    "arctanh": Case(((M23, uniform(-0.9, 0.9)),)),
+    # away from the branch cut (a = 0, b < 0) and the origin
+    "arctan2": Case(((M23, signed(0.2, 1.5)), (V3, signed(0.2, 1.5)))),
+    "hypot": Case(((M23, signed(0.2, 1.5)), (V3, signed(0.2, 1.5)))),
+    # -- piecewise: sampled away from the jumps and the ends
+    "sign": Case(((M23, signed(0.2, 2.0)),), grad="zero"),
+    "mod": Case(((M23, None), (V3, None)), sample=away_from_multiples(M23, V3)),
+    "clip": Case(((M23, bands((-1.5, -0.6), (-0.4, 0.4), (0.6, 1.5))),), attrs={"a_min": -0.5, "a_max": 0.5}),
     # -- rectifiers: sampled away from the kink at 0
     "relu": Case(((M23, signed(0.1, 2.0)),)),
     "leaky_relu": Case(((M23, signed(0.1, 2.0)),), attrs={"alpha": 0.2}),
@@ -162,6 +200,7 @@ OPS = {
     "greater_equal": Case(((M23, integers(-1, 1)), (V3, integers(-1, 1))), grad="zero"),
     "less_equal": Case(((M23, integers(-1, 1)), (V3, integers(-1, 1))), grad="zero"),
     "equal": Case(((M23, integers(-1, 1)), (V3, integers(-1, 1))), grad="zero"),
+    "not_equal": Case(((M23, integers(-1, 1)), (V3, integers(-1, 1))), grad="zero"),
     # the condition is a 0/1 mask (no gradient: a perturbed 0 would flip it)
     "where": Case(((M23, mask), (M23, NORMAL), (V3, NORMAL))),
     # -- structural

@@ -35,6 +35,14 @@ REGIONS = {
     "where": ({A0: P}, {A0: -P}, {A0: sp.Integer(0)}),   # the condition c != 0 is not a kink
     "softplus": SIGN_OF_X,   # smooth, but its rule is written with Min and Abs, which have a kink at 0
     "pow": ({A0: P},),       # the exponent's rule is masked to 0 at a zero base, where a**b is 0**b
+    "not_equal": A_VERSUS_B,
+    "sign": SIGN_OF_X,
+    "logaddexp": A_VERSUS_B,   # smooth, but its rules are written with Min and Abs, as softplus's
+    # clip(x, a_min, a_max): x below, inside, above [a_min, a_max] = [0, 1]; and, with
+    # a_min > a_max (a_max wins), x below or above both (the default [0, 1] sees it inside, above)
+    "clip": tuple({A0: x, sp.Symbol("a_min", real=True): lo, sp.Symbol("a_max", real=True): hi}
+                  for x, lo, hi in ((-P, 0, 1), (sp.Rational(1, 2), 0, 1), (1 + P, 0, 1),
+                                    (sp.Rational(1, 2), 1, 0), (2 + P, 1, 0))),
 }
 _PIECEWISE_KINDS = (sp.Piecewise, sp.Heaviside, sp.Max, sp.Min, sp.sign, sp.Abs)
 

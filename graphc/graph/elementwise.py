@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 
 import sympy as sp
 
@@ -52,6 +53,18 @@ def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None
 
 def _op_function(op, input_names):
     def fn(*args, **attrs):
+        # arguments past the inputs are the attributes, in order (gc.leaky_relu(x, 0.1))
+        extra = args[len(input_names):]
+        if not extra or len(extra) > len(op.params):
+            return apply(op, args, **attrs)   # too many arguments: apply says how many it takes
+        args = args[:len(input_names)]
+        for (key, _), value in zip(op.params, extra):
+            if not isinstance(value, numbers.Real):
+                raise GraphError(f"{op.name}: attribute {key} is a static number (a Python int or float), "
+                                 f"not {type(value).__name__}: a graph value cannot take its place")
+            if key in attrs:
+                raise GraphError(f"{op.name}: attribute {key} given by position and by keyword")
+            attrs[key] = value
         return apply(op, args, **attrs)
     fn.__name__ = op.name
     fn.op = op

@@ -79,10 +79,13 @@ greater_equal = elementwise("greater_equal", lambda a, b: _step(a >= b), ref=np.
 less_equal = elementwise("less_equal", lambda a, b: _step(a <= b), ref=np.less_equal,
                          symbol="<=", nondiff=(0, 1))
 equal = elementwise("equal", lambda a, b: _step(sp.Eq(a, b)), ref=np.equal, symbol="==", nondiff=(0, 1))
+not_equal = elementwise("not_equal", lambda a, b: _step(sp.Ne(a, b)), ref=np.not_equal, symbol="!=",
+                        nondiff=(0, 1))
 where = elementwise("where", lambda c, a, b: sp.Piecewise((a, sp.Ne(c, 0)), (b, True)),
                     ref=lambda c, a, b: np.where(c, a, b), symbol="where", nondiff=(0,),
                     gate="where gate routes by the condition")
 
 # what Tensor's operators call (a + b, -a, abs(a), a > b, ...)
 OPERATORS.update(add=add, sub=sub, mul=mul, div=div, pow=pow, neg=neg, abs=abs, greater=greater, less=less,
-                 greater_equal=greater_equal, less_equal=less_equal)
+                 greater_equal=greater_equal, less_equal=less_equal, equal=equal,
+                 not_equal=not_equal)

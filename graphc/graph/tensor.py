@@ -6,6 +6,8 @@ and its operators add nodes. Nothing here computes numbers.
 """
 from __future__ import annotations
 
+import numbers
+
 from .ir import GraphError, dim, format_shape, located
 from .names import check_name
 
@@ -82,6 +84,15 @@ class Tensor:
     def __lt__(self, o): return OPERATORS["less"](self, o)
     def __ge__(self, o): return OPERATORS["greater_equal"](self, o)
     def __le__(self, o): return OPERATORS["less_equal"](self, o)
+
+    # x == y and x != y are masks too (gc.equal, gc.not_equal), against a graph value or a
+    # number; anything else compares by identity. Hashing stays by identity (__hash__ below).
+    def __eq__(self, o):
+        return OPERATORS["equal"](self, o) if isinstance(o, (Tensor, numbers.Real)) else NotImplemented
+
+    def __ne__(self, o):
+        return OPERATORS["not_equal"](self, o) if isinstance(o, (Tensor, numbers.Real)) else NotImplemented
+
     def __getitem__(self, index): return OPERATORS["getitem"](self, index)
 
     # -- structure

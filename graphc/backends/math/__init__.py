@@ -16,6 +16,9 @@ FUNCTIONS = {
     "cos": "{np}.cos", "tan": "{np}.tan", "sinh": "{np}.sinh", "cosh": "{np}.cosh", "tanh": "{np}.tanh",
     "Abs": "abs", "sign": "__sign", "log1p": "{np}.log1p", "expm1": "{np}.expm1",
     "Max": "max", "Min": "min", "where": "({{a}} if {{c}} else {{b}})",
+    "log2": "{np}.log2", "log10": "{np}.log10", "asin": "{np}.asin", "acos": "{np}.acos",
+    "atan": "{np}.atan", "asinh": "{np}.asinh", "acosh": "{np}.acosh", "atanh": "{np}.atanh",
+    "atan2": "{np}.atan2", "hypot": "{np}.hypot", "floor": "{np}.floor",
 }
 
 # Python's own functions the code calls: a value named so would hide them
@@ -25,6 +28,7 @@ OPS = {
     **{k: v for k, v in OPERATORS.items() if "{np}" not in v},   # + - * / ** and negation
     "greater": "float({0} > {1})", "less": "float({0} < {1})", "greater_equal": "float({0} >= {1})",
     "less_equal": "float({0} <= {1})", "equal": "float({0} == {1})",
+    "not_equal": "float({0} != {1})",
     "where": "({1} if {0} else {2})",
     "zeros_like": "0.0",   # the gradient of an input the output does not depend on
 }

@@ -11,6 +11,9 @@ FUNCTIONS = {
     "cos": "{np}.cos", "tan": "{np}.tan", "sinh": "{np}.sinh", "cosh": "{np}.cosh", "tanh": "{np}.tanh", "Abs": "{np}.abs",
     "sign": "{np}.sign", "log1p": "{np}.log1p", "expm1": "{np}.expm1",
     "Max": "{np}.maximum", "Min": "{np}.minimum", "where": "{np}.where",
+    "log2": "{np}.log2", "log10": "{np}.log10", "asin": "{np}.arcsin", "acos": "{np}.arccos",
+    "atan": "{np}.arctan", "asinh": "{np}.arcsinh", "acosh": "{np}.arccosh", "atanh": "{np}.arctanh",
+    "atan2": "{np}.arctan2", "hypot": "{np}.hypot", "floor": "{np}.floor",
 }
 
 
@@ -83,6 +86,7 @@ def _scatter(node, args, ctx, name):
 # whole-array statements; the numba target compiles most of them as they are
 OPS = {
     **OPERATORS,
+    "not_equal": "{np}.{dtype}({0} != {1})",   # a mask in the code's dtype, as base.OPERATORS' equal
     "where": "{np}.where({0}, {1}, {2})",
     "matmul": "{0} @ {1}",
     "transpose": _transpose,
