@@ -66,5 +66,8 @@ def __getattr__(name):
     import difflib
     public = [n for n in globals() if not n.startswith("_")]
     close = difflib.get_close_matches(name, public, n=3, cutoff=0.6)
+    # only those about as close as the closest (gc.sigmod: gc.sigmoid, not also gc.mod, gc.sign)
+    score = lambda c: difflib.SequenceMatcher(None, name, c).ratio()  # noqa: E731
+    close = [c for c in close if score(c) >= score(close[0]) - 0.15]
     hint = f"; did you mean {' or '.join(f'gc.{c}' for c in close)}?" if close else ""
     raise AttributeError(f"module 'graphc' has no attribute {name!r}{hint}")
