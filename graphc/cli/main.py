@@ -145,7 +145,7 @@ examples:
   graphc compile model.py:mlp --wrt W1,b1 --dtype float32
   graphc compile model.py:mlp --target numba        fused loops, compiled by Numba
   graphc compile examples/neuron.py --target math   plain Python floats, no NumPy
-  graphc compile examples/logistic.py --transform hessian --wrt w -o -
+  graphc compile examples/newton.py:logistic --transform hessian --wrt w -o -
                                                     the graph of its Hessian in w
   GRAPHC_BLAS=scipy graphc compile model.py --target numba
 
