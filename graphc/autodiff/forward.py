@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ..graph import ops
 from ..graph.ir import Graph, GraphError, located
-from ..graph.names import Namer
-from ..graph.structural import CUSTOM, batched, broadcast_like, broadcast_to, lift
+from ..graph.names import Namer, user_names
+from ..graph.structural import CUSTOM, batch_axis, batched, broadcast_like, broadcast_to, lift
 from ..graph.tensor import Tensor
 from .reverse import resolve_wrt
 
@@ -62,15 +62,10 @@ def _tangent(graph, node, given, tangents):
     out = op.jvp(tuple(ts), y, *xs, **dict(node.attrs))
     if out is None:
         return None
-    lead = next((t.shape[:1] for t, x in zip(ts, xs) if t is not None and batched(t, x)), ())
+    lead = batch_axis(ts, xs)
     if out.shape != lead + node.shape:   # a tangent that lacks some of y's axes (t_b of x + b)
         out = broadcast_to(out, lead + node.shape) if lead else broadcast_like(out, y)
     return out
-
-
-def taken_names(graph):
-    """The names a transform's new inputs and outputs must step around."""
-    return [n.name for n in graph.nodes if n.name] + list(graph.output_names)
 
 
 def tangent_or_zeros(graph, tangents, node, lead=()):
@@ -88,7 +83,7 @@ def jvp(graph: Graph, wrt=None) -> Graph:
     tangent_<output>, the directional derivatives along the given tangents."""
     nodes = resolve_wrt(graph, wrt)
     g = graph.copy(f"jvp_{graph.name}")
-    namer = Namer(taken_names(g))
+    namer = Namer(user_names(g))
     seeds = {w: ops.add_input(g, namer.fresh(f"tangent_{w.name}"), w.shape) for w in nodes}
     tangents = push_forward(g, seeds)
     g.outputs = list(graph.outputs) + [(namer.fresh(f"tangent_{name}"), tangent_or_zeros(g, tangents, node))

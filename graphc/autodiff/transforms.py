@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from ..graph import ops
 from ..graph.ir import Graph, GraphError, format_shape, size_of
-from ..graph.names import Namer
+from ..graph.names import Namer, user_names
 from ..graph.structural import basis, reshape, transpose
 from ..graph.indexing import stack
 from ..graph.tensor import Tensor
-from .forward import push_forward, taken_names, tangent_or_zeros
+from .forward import push_forward, tangent_or_zeros
 from .reverse import backprop, grad, resolve_wrt
 
 MODES = ("auto", "rev", "fwd")
@@ -32,8 +32,8 @@ def jacobian(graph: Graph, wrt=None, mode="auto") -> Graph:
     found = _reverse(g, out, [w for w in nodes if modes[w] == "rev"])
     for w in nodes:
         if modes[w] == "fwd":
-            found[w] = _forward(g, out, w)
-    namer = Namer(taken_names(g))
+            found[w] = _push_basis(g, w, [out])[0]
+    namer = Namer(user_names(g))
     g.outputs = [(namer.fresh(f"jacobian_{w.name}"), found[w]) for w in nodes]
     g.output_kind, g.wrt = ("single" if len(nodes) == 1 else "tuple"), None
     return g
@@ -69,11 +69,6 @@ def _reverse(g, out, nodes):
     return {w: reshape(stack(rows[w]), out.shape + w.shape).node for w in nodes}
 
 
-def _forward(g, out, w):
-    """The Jacobian block of `out` with respect to input `w`: one forward pass."""
-    return _push_basis(g, w, [out])[0]
-
-
 def _push_basis(g, w, targets):
     """The Jacobian blocks of `targets` with respect to input `w`, by one forward pass that
     pushes the whole basis of w's space (for a scalar w, the number 1, which folds away)."""
@@ -106,7 +101,7 @@ def hessian(graph: Graph, wrt=None) -> Graph:
         column = _push_basis(g, wj, [gi for _, gi in gradients.outputs])
         for i, block in enumerate(column):
             blocks[i, j] = block
-    namer = Namer(taken_names(g))
+    namer = Namer(user_names(g))
     if len(nodes) == 1:
         g.outputs = [(namer.fresh(f"hessian_{nodes[0].name}"), blocks[0, 0])]
     else:
@@ -132,7 +127,7 @@ def hvp(graph: Graph, wrt=None) -> Graph:
     nodes = resolve_wrt(graph, wrt)
     gradients = grad(_scalar(graph, "gc.hvp"), [w.name for w in nodes])
     g = gradients.copy(f"hvp_{graph.name}")
-    namer = Namer(taken_names(g))
+    namer = Namer(user_names(g))
     seeds = {w: ops.add_input(g, namer.fresh(f"v_{w.name}"), w.shape) for w in nodes}
     tangents = push_forward(g, seeds)
     g.outputs = [(namer.fresh(f"hvp_{w.name}"), tangent_or_zeros(g, tangents, gi))

@@ -93,8 +93,8 @@ def _elementwise_vjp(g, y, *inputs, **attrs):
 def _local_gradient(op, attrs, n_inputs, i):
     """g * d op / d input_i over (g, y, inputs...): g and y come first, so SymPy's
     canonical order prints grad_s0*x0 as the lecture does. None: no gradient."""
-    rule = op.partials_for(attrs, n_inputs)[i]
-    if i in op.nondiff or rule == 0:
+    rule = _partial(op, attrs, n_inputs, i)
+    if rule is None:
         return None
     shift = {symbolic.ARGS[k]: symbolic.ARGS[k + 2] for k in range(n_inputs)}
     return sp.piecewise_fold(symbolic.ARGS[0] * rule.xreplace({**shift, symbolic.Y: symbolic.ARGS[1]}))

@@ -26,7 +26,6 @@ class floor(sp.floor):
         return sp.S.Zero
 
 
-_where = lambda *pieces: sp.Piecewise(*pieces)  # noqa: E731
 
 # ---- logarithms and exponentials --------------------------------------------------
 log1p = elementwise("log1p", lambda x: _log1p(x), ref=np.log1p, symbol="log1p")
@@ -68,7 +67,7 @@ mod = elementwise("mod", lambda a, b: a - b * floor(a / b),
 # numbers (static attributes); PyTorch's clamp's rule: 1 on [a_min, a_max], both ends included
 # (a tie goes to x), 0 outside (and everywhere when a_min > a_max)
 _clip = elementwise("clip", lambda x, a_min=0.0, a_max=1.0: sp.Min(sp.Max(x, a_min), a_max),
-                    partials=lambda x, a_min, a_max, y: (_where((0, x < a_min), (1, x <= a_max), (0, True)),),
+                    partials=lambda x, a_min, a_max, y: (sp.Piecewise((0, x < a_min), (1, x <= a_max), (0, True)),),
                     ref=lambda x, a_min=0.0, a_max=1.0: np.clip(x, a_min, a_max), symbol="clip")
 
 

@@ -12,7 +12,7 @@ import sympy as sp
 
 from .ir import GraphError, dim, format_shape
 from .ops import apply, structural, zeros_like
-from .structural import _tensor, batched, broadcast_to, reshape
+from .structural import _tensor, batch_axis, batched, broadcast_to, reshape
 from .tensor import OPERATORS
 
 # ---- indexing ----------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def _concat_vjp(g, y, *xs, axis):
 
 def _concat_jvp(ts, y, *xs, axis):
     """The tangents concatenated; zeros stand in for the parts without one."""
-    lead = next((t.shape[:1] for t, x in zip(ts, xs) if t is not None and batched(t, x)), ())
+    lead = batch_axis(ts, xs)
     parts = []
     for t, x in zip(ts, xs):
         t = zeros_like(x) if t is None else t

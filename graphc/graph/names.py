@@ -30,6 +30,12 @@ def check_name(graph, name, what):
         raise GraphError(f"graph '{graph.name}': {name!r} cannot name {what}: {problem}")
 
 
+def user_names(graph):
+    """The names the user chose: inputs, .named() values, outputs (what generated names,
+    and the inputs and outputs a transform adds, step around)."""
+    return [n.name for n in graph.nodes if n.name] + list(graph.output_names)
+
+
 class Namer:
     """Hands out unique identifiers; reserved ones are never handed out.
 

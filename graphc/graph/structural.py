@@ -45,15 +45,19 @@ def _tensor(x, what):
     return x
 
 
+# Forward mode may push a batch of tangents at once (one per vector of a basis: a whole
+# Jacobian in one pass): such a tangent of x has a leading batch axis before x's shape.
 def batched(t, x):
-    """Whether the tangent `t` of `x` carries a leading batch axis: one tangent per vector of
-    a basis, as forward mode pushes them to build a Jacobian at once."""
     return t.ndim > x.ndim
 
 
+def batch_axis(ts, xs):
+    """The batch axis (n,) of the batched tangents among `ts` (of `xs`), or () if none is."""
+    return next((t.shape[:1] for t, x in zip(ts, xs) if t is not None and batched(t, x)), ())
+
+
 def lift(t, x, rank):
-    """A batched tangent of `x` with unit axes after the batch axis, so that it lines up
-    (NumPy broadcasting aligns trailing axes) with values of `rank` axes."""
+    """A batched tangent of `x` with unit axes after the batch axis, lined up with `rank` axes."""
     pad = rank - x.ndim
     return t if pad <= 0 else reshape(t, t.shape[:1] + (1,) * pad + t.shape[1:])
 
@@ -343,11 +347,8 @@ def _basis_shape(attrs, x):
     return (n,) + tuple(x)
 
 
-def _basis_ref(x):
-    return np.eye(np.size(x), dtype=np.result_type(x, 1.0)).reshape((np.size(x),) + np.shape(x))
-
-
-BASIS = structural("basis", 1, _basis_shape, lambda g, y, x: (None,), nondiff=(0,), symbol="I", ref=_basis_ref)
+BASIS = structural("basis", 1, _basis_shape, lambda g, y, x: (None,), nondiff=(0,), symbol="I",
+                   ref=lambda x: np.eye(np.size(x), dtype=np.result_type(x, 1.0)).reshape((-1,) + np.shape(x)))
 
 
 def basis(x):

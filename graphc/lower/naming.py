@@ -3,7 +3,7 @@ and the diagrams: inputs and named values keep their names, an output its own, t
 other intermediates are s0, s1, ... (a Namer steps around every name the user chose)."""
 from __future__ import annotations
 
-from ..graph.names import Namer
+from ..graph.names import Namer, user_names
 
 
 def through_aliases(node):
@@ -17,11 +17,6 @@ def through_aliases(node):
 def is_hidden(node):
     """Nodes that need no statement: inputs, constants, pure aliases."""
     return node.op.kind in ("input", "const", "alias")
-
-
-def user_names(graph):
-    """The names the user chose: inputs, .named() values, outputs."""
-    return [n.name for n in graph.nodes if n.name] + list(graph.output_names)
 
 
 def value_names(graph, namer=None):
