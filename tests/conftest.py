@@ -5,8 +5,14 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def _session_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
+def _session_cache(tmp_path_factory, worker_id):
+    """One cache for the run: under pytest-xdist the workers share it (writes are atomic),
+    so a module one worker compiled serves the other."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp("cache")
+    shared = tmp_path_factory.getbasetemp().parent / "cache"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 @pytest.fixture(autouse=True)
