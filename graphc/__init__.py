@@ -25,9 +25,10 @@ from .graph.functions import (
 )
 from .graph.structural import matmul, transpose, sum, mean, max, reshape, broadcast_to, stop_gradient
 from .graph.indexing import getitem, concatenate, stack
+from .graph.conv import conv1d, conv2d, max_pool2d, avg_pool2d, flatten
 from .graph.nn import (
     softmax, log_softmax, logsumexp, softmax_cross_entropy, mse, binary_cross_entropy,
-    binary_cross_entropy_with_logits, l1, l2, linear, dropout, batch_norm, maxout,
+    binary_cross_entropy_with_logits, l1, l2, linear, dropout, batch_norm, layer_norm, maxout,
 )
 from .frontend import graph, scope, variant
 from .autodiff import grad, jvp, jacobian, hessian, hvp

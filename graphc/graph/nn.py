@@ -4,7 +4,7 @@ from __future__ import annotations
 import sympy as sp
 
 from . import ops, symbolic
-from .ir import GraphError, size_of
+from .ir import GraphError, format_shape, size_of
 from .names import Namer, check_name
 from .ops import note_domain
 from .primitives import abs, exp, less, log, softplus, sqrt
@@ -130,20 +130,25 @@ def dropout(x, p, train=True, name=None, noise=None):
     return x * less(u, keep) * (1 / keep)
 
 
-def batch_norm(x, gamma, beta, eps=1e-5, train=True, name=None):
-    """Batch normalisation of x's last axis (the features) over all the others (the batch):
-    gamma * (x - mean) / sqrt(var + eps) + beta.
+def batch_norm(x, gamma, beta, eps=1e-5, train=True, name=None, axis=-1):
+    """Batch normalisation of x's features (axis `axis`: the last by default, 1 for the channels
+    of NCHW images, PyTorch's BatchNorm2d) over all its other axes (the batch, and the pixels):
+    gamma * (x - mean) / sqrt(var + eps) + beta, with gamma and beta one per feature.
 
     Training (train=True) uses the batch mean and (biased) variance and adds them to the
     graph's outputs as `<name>_mean` and `<name>_var` (name: bn1, bn2, ...), so the
     forward pass returns a dict. Inference (train=False) takes the running averages as
     inputs of the same names. gc.optim.RunningAverages keeps those averages between the two."""
     name = name or _fresh(x.graph, "bn", ("_mean", "_var"))
-    features = x.shape[-1:]
-    axes = tuple(range(x.ndim - 1))
+    axis = _feature_axis(x, axis, "batch_norm")
+    features = x.shape[axis:axis + 1]
+    axes = tuple(k for k in range(x.ndim) if k != axis)
+    # one value per feature, lined up with x's axes (C -> (C, 1, 1) for NCHW)
+    per_feature = (lambda v: v) if axis == x.ndim - 1 else \
+        (lambda v: reshape(v, features + (1,) * (x.ndim - 1 - axis)))
     if train:
         mu = mean(x, axes)
-        centred = x - mu
+        centred = x - per_feature(mu)
         var = mean(centred * centred, axes)
         x.graph.running[f"{name}_mean"] = ("mean", mu.node)
         x.graph.running[f"{name}_var"] = ("var", var.node)
@@ -152,11 +157,28 @@ def batch_norm(x, gamma, beta, eps=1e-5, train=True, name=None):
         var = _layer_input(x, f"{name}_var", features, "positive")
         x.graph.running[f"{name}_mean"] = ("mean", None)
         x.graph.running[f"{name}_var"] = ("var", None)
-        centred = x - mu
-    xhat = centred / sqrt(var + eps)
+        centred = x - per_feature(mu)
+    xhat = centred / per_feature(sqrt(var + eps))
     if xhat.node.name is None and not any(n.name == f"{name}_xhat" for n in x.graph.nodes):
         xhat.named(f"{name}_xhat")
-    return gamma * xhat + beta
+    return per_feature(gamma) * xhat + per_feature(beta)
+
+
+def _feature_axis(x, axis, fn):
+    if not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
+        raise GraphError(f"graph '{x.graph.name}': {fn}: axis {axis!r} is out of range for shape "
+                         f"{format_shape(x.shape)}")
+    return axis % x.ndim
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    """Layer normalisation (Ba et al., 2016; PyTorch's layer_norm over the last axis): each
+    row normalised by its own mean and (biased) variance, then gamma * xhat + beta. No
+    running averages: training and inference are the same graph."""
+    mu = mean(x, -1, keepdims=True)
+    centred = x - mu
+    var = mean(centred * centred, -1, keepdims=True)
+    return gamma * (centred / sqrt(var + eps)) + beta
 
 
 def maxout(x, pieces, axis=-1):

@@ -57,12 +57,23 @@ def _reshape(node, args, ctx, name):
 
 
 
+def _patches(node, args, ctx, name):
+    """im2col and col2im: loop nests in the module (conv.py.j2)."""
+    a = node.attr
+    window = (*a["stride"], a["padding"][0][0], a["padding"][1][0], *a["dilation"])
+    if node.op.name == "patches":
+        fill = f"-{ctx.np}.inf" if a["fill"] == "-inf" else "0.0"
+        return f"__patches({args[0]}, {', '.join(map(str, (*a['kernel'], *window, *node.shape[4:])))}, {fill})"
+    return f"__unpatches({args[0]}, {', '.join(map(str, (*a['size'], *window)))})"
+
+
 OPS = {
     **{k: v for k, v in NUMPY_OPS.items() if k not in ("where",)},
     "matmul": _matmul,
     "sum": loops.reduction, "mean": loops.reduction, "max": loops.reduction,
     "reshape": _reshape,
     "broadcast_like": _broadcast, "broadcast_to": _broadcast,
+    "patches": _patches, "unpatches": _patches,
 }
 
 

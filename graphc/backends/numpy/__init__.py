@@ -4,6 +4,7 @@ from __future__ import annotations
 from ...graph import ops
 from ...graph.indexing import index_to_python
 from ..base import OPERATORS, Target, atom, element
+from . import conv
 
 # The printer's functions: `{np}` is the module's NumPy alias
 FUNCTIONS = {
@@ -100,6 +101,7 @@ OPS = {
     "scatter": _scatter,
     "concatenate": lambda node, args, ctx, name: (f"{ctx.np}.concatenate(({', '.join(args)},), "
                                                   f"axis={node.attr['axis']})"),
+    **conv.OPS,
 }
 
 TARGET = Target("numpy", "numpy/module.py.j2", FUNCTIONS, OPS, vectorised=True,
