@@ -11,7 +11,7 @@
 """
 from .version import __version__
 from .graph.ir import BEHAVIOUR, Graph, GraphError
-from .graph.tensor import Tensor
+from .graph.tensor import Tensor, IntTensor
 from .graph.ops import REGISTRY
 from .graph.elementwise import elementwise
 from .graph.primitives import (
@@ -25,6 +25,7 @@ from .graph.functions import (
 )
 from .graph.structural import matmul, transpose, sum, mean, max, reshape, broadcast_to, stop_gradient
 from .graph.indexing import getitem, concatenate, stack
+from .graph.integers import take, one_hot, argmax, argmin, sort
 from .graph.conv import conv1d, conv2d, max_pool2d, avg_pool2d, flatten
 from .graph.nn import (
     softmax, log_softmax, logsumexp, softmax_cross_entropy, mse, binary_cross_entropy,

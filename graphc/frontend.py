@@ -48,11 +48,12 @@ def _spec(fn, g, param):
             raise GraphError(f"{g.source}: graph '{g.name}': cannot read the annotation "
                              f"of '{param.name}': {ann!r} ({e})") from None
     if ann is inspect.Parameter.empty or ann is float:
-        return ()
+        return TensorSpec(())
     if isinstance(ann, TensorSpec):
-        return ann.shape
+        return ann
     raise GraphError(f"{g.source}: graph '{g.name}': input '{param.name}' is annotated {ann!r}; "
-                     "use gc.Tensor[dims...] for a tensor, or nothing (or float) for a scalar")
+                     "use gc.Tensor[dims...] for a tensor, gc.IntTensor[dims...] for integers, "
+                     "or nothing (or float) for a scalar")
 
 
 def trace(fn, wrt=None, name=None, options=None):
@@ -75,7 +76,8 @@ def trace(fn, wrt=None, name=None, options=None):
                                  f"'{param.name}' needs a default or a value: gc.graph(fn, {param.name}=...)")
             continue
         check_name(g, param.name, "an input")
-        ops.add_input(g, param.name, _spec(base, g, param))
+        spec = _spec(base, g, param)
+        ops.add_input(g, param.name, spec.shape, spec.dtype)
     if given:
         raise GraphError(f"{source}: graph '{g.name}': {', '.join(map(repr, given))} is not a "
                          "keyword-only argument of the function (declare it after `*`)")
@@ -97,7 +99,7 @@ def trace(fn, wrt=None, name=None, options=None):
     if wrt is not None:
         g.wrt = tuple(w.name for w in resolve_wrt(g, wrt))
     elif g.input_names != declared:   # inputs that layers added (dropout's noise) are not parameters
-        g.wrt = declared
+        g.wrt = tuple(n for n in declared if g.input(n).dtype == "float")
     g.traced = (fn, wrt, static)
     return g
 
@@ -166,6 +168,8 @@ def inline(graph: Graph, args):
         if value.shape != node.shape:
             raise GraphError(f"graph '{graph.name}': input '{node.name}' expects shape "
                              f"{node.shape}, got {value.shape}")
+        if value.dtype != node.dtype:
+            raise GraphError(f"graph '{graph.name}': input '{node.name}' holds {node.dtype}s, got {value.dtype}s")
         mapped[node] = value
     outer = target._scope
     try:

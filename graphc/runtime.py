@@ -1,7 +1,8 @@
 """CompiledGraph: the generated module's functions, with argument checks around them.
 
-Arguments are bound by position or name, converted to the compiled dtype and
-checked against the declared shapes (symbolic dimensions bound on the way);
+Arguments are bound by position or name, converted to the compiled dtype (int64 for
+an integer input, whose values are checked to be integers and, where it indexes an axis,
+in range) and checked against the declared shapes (symbolic dimensions bound on the way);
 scalar results come back as Python floats (float64) or NumPy float32 scalars.
 A graph of scalars called with arrays runs once per example: the arrays are
 broadcast together and each example goes through the scalar code (on the
@@ -59,7 +60,7 @@ class CompiledGraph:
         # Numba's compiled scalar functions take and return Python floats as they are:
         # a call with floats only goes straight to them (the wrapper would cost ~10x the work)
         self._direct = (target.native_scalars and dtype == "float64" and self._per_example
-                        and graph.output_kind == "single")
+                        and graph.output_kind == "single" and all(n.dtype == "float" for n in graph.inputs))
         self._all_floats = (float,) * len(self.inputs)
         if self._direct:   # instance attributes: a call finds them before the checked methods
             self.forward = self._straight_to("forward", self.forward)
@@ -68,6 +69,11 @@ class CompiledGraph:
         # or None (an expression of other dims); printing a SymPy symbol at every call is slow
         self._declared = {name: tuple(_check_of(d) for d in shape) for name, shape in
                           [(n.name, n.shape) for n in graph.inputs] + [("grad_out", self._out_shape)]}
+        # integer inputs come as int64 (and indices within their axis); integer outputs stay integers
+        self._dtypes = {n.name: np.dtype(np.int64) if n.dtype == "int" else self._np_dtype for n in graph.inputs}
+        self._ranges = {name: d[1] for name, d in graph.domains.items()
+                        if isinstance(d, tuple) and d[0] == "index" and self._dtypes[name].kind == "i"}
+        self._int_outputs = tuple(n.dtype == "int" for _, n in graph.outputs)
         self._vectorises = all(n.op.elementwise or n.op.kind in ("input", "const", "alias")
                                for n in graph.nodes)
 
@@ -150,8 +156,8 @@ class CompiledGraph:
     def _each(self, fn, values, shape, seed=None):
         """The scalar code once per example of the broadcast `shape`."""
         n = int(np.prod(shape))
-        flat = [np.ascontiguousarray(np.broadcast_to(v, shape), dtype=self._np_dtype).reshape(n)
-                for v in values]
+        flat = [np.ascontiguousarray(np.broadcast_to(v, shape), dtype=self._dtypes[name]).reshape(n)
+                for name, v in zip(self.inputs, values)]
         if seed is not None:
             flat.append(np.ascontiguousarray(np.broadcast_to(seed, shape), dtype=self._np_dtype).reshape(n))
         compiled = getattr(self.module, fn + "_each", None)
@@ -189,6 +195,8 @@ class CompiledGraph:
         dims, values = {}, []
         for node in self.graph.inputs:
             values.append(self._convert_in(fn, node.name, given[node.name], node.shape, dims))
+        if self._ranges:
+            self._check_indices(fn, values, dims)
         batch = None
         if self._per_example and any(np.ndim(v) > 0 for v in values):
             try:
@@ -199,15 +207,17 @@ class CompiledGraph:
         return values, dims, batch
 
     def _convert_in(self, fn, name, value, shape, dims):
-        declared = self._declared[name]
-        if type(value) is np.ndarray and value.ndim and value.dtype == self._np_dtype \
+        declared, dtype = self._declared[name], self._dtypes.get(name, self._np_dtype)
+        if type(value) is np.ndarray and value.ndim and value.dtype == dtype \
                 and value.shape == declared:
             return value   # the common case, an array of its fixed shape: nothing to convert
         if is_device_array(value):   # a device array stays on the device
-            if np.dtype(value.dtype) != self._np_dtype:
+            if np.dtype(value.dtype) != dtype:
                 self._fail(fn, f"input {name!r} is a {value.dtype} device array; this graph was "
-                           f"compiled for {self.dtype}")
+                           f"compiled for {dtype}" + (" (gc.IntTensor)" if dtype.kind == "i" else ""))
             arr = value
+        elif dtype.kind == "i":
+            arr = self._integers(fn, name, value)
         else:
             arr = self._numeric(fn, name, value)
         per_example = self._per_example and shape == () and name != "grad_out"
@@ -241,17 +251,46 @@ class CompiledGraph:
                        f"{type(value).__name__} {shown}")
         return arr.astype(self._np_dtype, copy=False)
 
-    def _convert(self, value):
+    def _integers(self, fn, name, value):
+        """An integer input's value as int64: integers only (a float array is refused, even
+        one holding whole numbers: an index is not a measurement)."""
+        if type(value) is int:
+            return np.asarray(value, dtype=np.int64)
+        arr = numeric_array(value)
+        if arr is None or arr.dtype.kind not in "iu":
+            what = f"{arr.dtype} values" if arr is not None else type(value).__name__
+            self._fail(fn, f"input {name!r} is declared gc.IntTensor (int64): it takes integers, got {what}")
+        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            self._fail(fn, f"input {name!r}: {arr.max()} does not fit in int64")
+        return arr.astype(np.int64, copy=False)
+
+    def _check_indices(self, fn, values, dims):
+        """Integer inputs that index an axis of size n (gc.take, x[idx]) lie in [-n, n): checked
+        here, so that a wrong index is an error naming the input, not one from inside the module."""
+        for name, value in zip(self.inputs, values):
+            n = self._ranges.get(name)
+            if n is None or is_device_array(value) or np.size(value) == 0:
+                continue
+            n = int(n.subs({s: dims[str(s)] for s in n.free_symbols})) if not isinstance(n, int) else n
+            low, high = np.min(value), np.max(value)
+            if low < -n or high >= n:
+                bad = low if low < -n else high
+                self._fail(fn, f"input {name!r} indexes an axis of size {n}: its values lie in [-{n}, {n}), "
+                           f"got {bad}")
+
+    def _convert(self, value, integer=False):
         if np.ndim(value) == 0:
+            if integer:
+                return int(value)
             return float(value) if self._np_dtype == np.float64 else self._np_dtype.type(value)
         return value
 
     def _outputs(self, value):
         if self.graph.output_kind == "single":
-            return self._convert(value)
+            return self._convert(value, self._int_outputs[0])
         if len(self.outputs) == 1:   # the module returns one value bare, even from a 1-tuple or dict
             value = (value,)
-        values = tuple(self._convert(v) for v in value)
+        values = tuple(self._convert(v, integer) for v, integer in zip(value, self._int_outputs))
         return dict(zip(self.outputs, values)) if self.graph.output_kind == "dict" else values
 
 

@@ -43,6 +43,22 @@ def mask(rng, shape):
     return rng.integers(0, 2, size=shape).astype(np.float64)
 
 
+class indices:
+    """int64 values in [lo, hi): the domain of an integer input (gc.IntTensor), which is
+    never differentiated. Repeats on purpose (a gather's gradient accumulates)."""
+    integer = True
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, rng, shape):
+        return rng.integers(self.lo, self.hi, size=shape)
+
+
+def is_integer(domain):
+    return getattr(domain, "integer", False)
+
+
 def distinct(rng, shape):
     """Values at least 0.25 apart, so a max has a single winner along any axis."""
     n = int(np.prod(shape))
@@ -217,6 +233,14 @@ OPS = {
     "getitem": Case((((3, 4, 5), NORMAL),),
                     attrs={"index": (("i", -1), ("n",), ("s", None, None, -2), ("s", 1, 4, None))}),
     "concatenate": Case((((2, 1), NORMAL), ((2, 3), NORMAL), ((2, 2), NORMAL)), attrs={"axis": 1}),
+    # -- integers: indices in [-n, n) (negative ones count from the end), labels out of range give zero rows
+    "take": Case((((3, 4), NORMAL), ((2, 5), indices(-4, 4))), attrs={"axis": 1}),
+    "scatter_add": Case((((3, 2, 5), NORMAL), ((2, 5), indices(-4, 4)), ((3, 4), NORMAL)), attrs={"axis": 1}),
+    "one_hot": Case((((2, 3), indices(-1, 5)),), attrs={"n": 4}, grad="zero"),
+    "argmax": Case((((3, 4), integers(-1, 1)),), attrs={"axis": 1}, grad="zero"),   # ties: the first wins
+    "argmin": Case((((3, 4), integers(-1, 1)),), attrs={"axis": 0}, grad="zero"),
+    "sort_by": Case(((M23, NORMAL), (M23, integers(-1, 1))), attrs={"axis": 1}),   # ties keep their order
+    "unsort_by": Case(((M23, NORMAL), (M23, integers(-1, 1))), attrs={"axis": 0}),
 }
 
 TESTED = sorted(name for name, case in OPS.items() if isinstance(case, Case))
@@ -231,8 +255,8 @@ def build_graph(name, case):
     """The graph `name(a, b, ...)` applying the op to its inputs."""
     op = gc.REGISTRY[name]
     params = [inspect.Parameter(INPUT_NAMES[k], inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                annotation=gc.Tensor[shape])
-              for k, (shape, _) in enumerate(case.inputs)]
+                                annotation=gc.IntTensor[shape] if is_integer(domain) else gc.Tensor[shape])
+              for k, (shape, domain) in enumerate(case.inputs)]
 
     def model(*tensors):
         if case.build is not None:
@@ -261,7 +285,12 @@ def differentiable(name, case):
     """Input names that carry a gradient: all but the op's non-differentiable ones
     (and, for where, the mask: perturbing a 0 flips the condition)."""
     op = gc.REGISTRY[name]
-    return [INPUT_NAMES[k] for k in range(len(case.inputs)) if k not in op.nondiff]
+    return [INPUT_NAMES[k] for k in range(len(case.inputs)) if k not in op.nondiff and k in floats(case)]
+
+
+def floats(case):
+    """The positions of the float inputs (the others are integers: never differentiated)."""
+    return [k for k, (_, domain) in enumerate(case.inputs) if not is_integer(domain)]
 
 
 def numeric_grad(f, arrays, k, h=1e-6):
@@ -392,13 +421,13 @@ def test_gradient_matches_central_differences(name, compiled):
 
 
 @pytest.mark.parametrize("jvp_target", ["numpy", "cuda"])
-@pytest.mark.parametrize("name", TESTED)
+@pytest.mark.parametrize("name", [n for n in TESTED if floats(OPS[n])])   # one_hot's only input is an integer
 def test_jvp_matches_central_differences(name, jvp_target, compiled_on):
     """gc.jvp of every op: the tangent output against central differences of the NumPy
     reference along the same direction, (ref(x + h t) - ref(x - h t)) / 2h. (The numba
     target's forward mode is checked against PyTorch in test_forward_mode.py.)"""
     case = OPS[name]
-    wrt = differentiable(name, case) if case.grad == "check" else list(INPUT_NAMES[:len(case.inputs)])
+    wrt = differentiable(name, case) if case.grad == "check" else [INPUT_NAMES[k] for k in floats(case)]
     fn = gc.compile(gc.jvp(build_graph(name, case), wrt=wrt), target=jvp_target)
     arrays = sample_inputs(name, case)
     rng = np.random.default_rng(2)
@@ -426,8 +455,10 @@ def test_inputs_without_gradient_get_zeros(name, compiled):
     arrays = sample_inputs(name, case)
     out = reference(name, case, arrays)
     seed = np.random.default_rng(2).standard_normal(np.shape(out))
-    grads = fn.backward(*arrays, grad_out=seed)
-    zero = set(range(len(arrays))) if case.grad == "zero" else set(gc.REGISTRY[name].nondiff)
+    grads = dict(zip(fn.wrt, fn.backward(*arrays, grad_out=seed)))
+    assert list(fn.wrt) == [INPUT_NAMES[k] for k in floats(case)], "integer inputs are not differentiated"
+    zero = set(floats(case)) if case.grad == "zero" else set(gc.REGISTRY[name].nondiff) & set(floats(case))
+    grads = [grads.get(INPUT_NAMES[k]) for k in range(len(arrays))]
     for k in sorted(zero):
         assert np.shape(grads[k]) == arrays[k].shape
         assert np.all(np.asarray(grads[k]) == 0.0), f"{name}: d/d{INPUT_NAMES[k]} should be 0"
@@ -442,7 +473,8 @@ def test_float32_stays_float32(name, compiled):
     arrays = sample_inputs(name, case)
     expected = reference(name, case, arrays)
     value = fn.forward(*arrays)
-    assert np.asarray(value).dtype == np.float32, f"{name}: forward gives {np.asarray(value).dtype}"
+    want = np.int64 if fn.graph.outputs[0][1].dtype == "int" else np.float32   # integers stay int64
+    assert np.asarray(value).dtype == want, f"{name}: forward gives {np.asarray(value).dtype}"
     np.testing.assert_allclose(value, expected, rtol=2e-5, atol=2e-6)
     seed = np.random.default_rng(3).standard_normal(np.shape(expected))
     grads = fn.backward(*arrays, grad_out=seed)
@@ -452,7 +484,7 @@ def test_float32_stays_float32(name, compiled):
         np.testing.assert_allclose(g, expected_grads[input_name], rtol=1e-4, atol=1e-5,
                                    err_msg=f"{name}: d/d{input_name} in float32")
     value, grads = fn.value_and_grad(*arrays, grad_out=seed)
-    assert np.asarray(value).dtype == np.float32
+    assert np.asarray(value).dtype == want
     assert all(np.asarray(g).dtype == np.float32 for g in grads)
 
 

@@ -110,6 +110,10 @@ def resolve_wrt(graph, wrt):
                          f"(inputs: {', '.join(graph.input_names)})")
     if len(set(names)) != len(names):
         raise GraphError(f"graph '{graph.name}': wrt names an input twice: {names}")
+    ints = [w for w in names if graph.input(w).dtype == "int"]
+    if ints:
+        raise GraphError(f"graph '{graph.name}': cannot differentiate with respect to "
+                         f"{', '.join(repr(w) for w in ints)}: an integer input (gc.IntTensor) has no gradient")
     return [graph.input(w) for w in names]
 
 

@@ -36,6 +36,11 @@ def element(text, ndim):
     return f"{atom(text)}[{', '.join(['0'] * ndim)}]" if ndim else text
 
 
+def dtype_of(node, ctx):
+    """The NumPy dtype name of a value's elements: int64 for an integer value, else the module's."""
+    return "int64" if node.dtype == "int" else ctx.dtype
+
+
 # The gates every target prints the same way: Python's operators, on arrays or on scalars
 OPERATORS = {
     "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",

@@ -21,7 +21,7 @@ from ..graph.ir import GraphError, format_shape
 from ..lower.dump import dump
 from ..train.gradcheck import gradcheck
 from .loader import load_graphs
-from .sampling import DOMAINS, sample_inputs
+from .sampling import domain_notes, sample_inputs
 
 USAGE_ERROR, CHECK_FAILED = 2, 1
 DEFAULT_TOLERANCE = inspect.signature(gradcheck).parameters["tolerance"].default
@@ -147,7 +147,7 @@ def check_graph(g, path, args, dest):
     rng = np.random.default_rng(args.seed)   # per graph: the numbers do not depend on the others
     inputs = sample_inputs(g, rng, dims, low, high)
     sizes = "".join(f", {s}={dims[s]}" for s in _dims_of(g))
-    special = "".join(f"; {name}: {DOMAINS[d]}" for name, d in g.domains.items())
+    special = "".join(f"; {name}: {text}" for name, text in domain_notes(g).items())
     print(f"{g.name} ({where(g, path)}): inputs uniform in [{low:g}, {high:g}){special}, "
           f"seed {args.seed}{sizes}")
     with np.errstate(all="ignore"), about(g, path):   # a value that is not finite is reported below

@@ -2,7 +2,7 @@
 `gc.compile` of the same graph (in this process or the next) imports the module it
 wrote before instead of differentiating and lowering again.
 
-The key covers the graph (every node: its op and attributes, shape, name, model line
+The key covers the graph (every node: its op and attributes, shape, dtype, name, model line
 and scope; the outputs, the adjoint records, the in-place and running-average maps),
 the target, the dtype, the BLAS (numba target), and the versions of graphc's own code
 (every file of the package, by content) and of SymPy (its simplification and printing
@@ -62,7 +62,7 @@ def _node_state(node):
     where = node.where and (node.where.file, node.where.line)
     shape = tuple(d if type(d) is int else _value(d) for d in node.shape)
     return (_op(node.op), node.attrs and _value(node.attrs), tuple(i.index for i in node.inputs), shape,
-            node.name, where, node.origin and _value(node.origin), node.scope)
+            node.dtype, node.name, where, node.origin and _value(node.origin), node.scope)
 
 
 @functools.lru_cache(maxsize=None)

@@ -38,7 +38,7 @@ def prepare_inputs(graph, values):
     missing = [n for n in graph.input_names if n not in values]
     if missing:
         raise GraphError(f"graph '{graph.name}': no value for input(s) {', '.join(missing)}")
-    arrays = {name: as_array(graph, name, values[name]) for name in graph.input_names}
+    arrays = {n.name: as_array(graph, n.name, values[n.name], n.dtype) for n in graph.inputs}
     dims = {}
     for node in graph.inputs:
         actual = arrays[node.name].shape
@@ -58,11 +58,16 @@ def prepare_inputs(graph, values):
     return arrays, dims
 
 
-def as_array(graph, name, value):
+def as_array(graph, name, value, dtype="float"):
     array = numeric_array(value)
     if array is None:
         raise GraphError(f"graph '{graph.name}': the value of '{name}' is not a number or an array "
                          f"of numbers: {value!r}")
+    if dtype == "int":   # an integer input (gc.IntTensor): integers only
+        if array.dtype.kind not in "iu":
+            raise GraphError(f"graph '{graph.name}': '{name}' is declared gc.IntTensor: it takes integers, "
+                             f"got {array.dtype} values")
+        return array.astype(np.int64, copy=False)
     return array.astype(np.float64, copy=False)
 
 
@@ -93,7 +98,7 @@ def _value(node, args, inputs, dims):
         raise GraphError(f"op '{op.name}' has no NumPy reference, so its values cannot be computed")
     else:
         value = op.ref(*args, **{k: _concrete(v, dims) for k, v in node.attrs})
-    value = np.asarray(value, dtype=np.float64)
+    value = np.asarray(value, dtype=np.int64 if node.dtype == "int" else np.float64)
     shape = concrete_shape(node.shape, dims)
     return value if value.shape == shape else np.broadcast_to(value, shape)
 
@@ -196,7 +201,7 @@ class Evaluation:
         # the gate alone, on inputs of its own: its VJP gives this edge's contribution
         mini = Graph(f"{self.graph.name}_edge")
         ins = tuple(ops.const(mini, ops.const_value(i)) if i.op is ops.CONST
-                    else ops.add_input(mini, f"a{k}", i.shape) for k, i in enumerate(consumer.inputs))
+                    else ops.add_input(mini, f"a{k}", i.shape, i.dtype) for k, i in enumerate(consumer.inputs))
         y = ops.readd(mini, consumer, ins)
         seed = ops.add_input(mini, "g", consumer.shape)
         backprop(mini, y, seed, [ins[slot]])

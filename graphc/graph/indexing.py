@@ -11,9 +11,9 @@ import numpy as np
 import sympy as sp
 
 from .ir import GraphError, dim, format_shape
-from .ops import apply, structural, zeros_like
+from .ops import FIRST, MOVES, apply, structural, zeros_like
 from .structural import _tensor, batch_axis, batched, broadcast_to, reshape
-from .tensor import OPERATORS
+from .tensor import OPERATORS, Tensor
 
 # ---- indexing ----------------------------------------------------------------------------
 
@@ -37,8 +37,8 @@ def _index_key(x, index):
                                           for v in (i.start, i.stop, i.step)):
             out.append(("s", i.start, i.stop, i.step))
         else:
-            raise GraphError(f"indices must be ints, slices, None or ...; got {i!r} "
-                             "(graphs have static shapes, so no array indices)")
+            raise GraphError(f"indices must be ints, slices, None, ... or an integer graph value; got {i!r} "
+                             "(graphs have static shapes: index with a gc.IntTensor input or gc.take)")
     return tuple(out)
 
 
@@ -72,11 +72,13 @@ def _getitem_jvp(ts, y, x, index):
 
 GETITEM = structural("getitem", 1, _getitem_shape,
                      lambda g, y, x, index: (scatter(g, x, index),), params=(("index", None),),
-                     ref=None, symbol="[]", gate="index gate scatters g back", jvp=_getitem_jvp)
+                     ref=None, symbol="[]", gate="index gate scatters g back", jvp=_getitem_jvp, dtype=MOVES)
 
 
 def getitem(x, index):
     x = _tensor(x, "indexing")
+    if any(isinstance(i, Tensor) for i in (index if isinstance(index, tuple) else (index,))):
+        return OPERATORS["gather"](x, index)   # an integer graph value as an index (integers.py)
     try:
         key = _index_key(x, index)
     except GraphError as e:
@@ -100,7 +102,8 @@ def _scatter_jvp(ts, y, v, like, index):
 
 SCATTER = structural("scatter", 2, lambda attrs, g, like: like,
                      lambda g, y, v, like, index: (getitem_key(g, index), None),
-                     params=(("index", None),), ref=None, symbol="scatter", nondiff=(1,), jvp=_scatter_jvp)
+                     params=(("index", None),), ref=None, symbol="scatter", nondiff=(1,), jvp=_scatter_jvp,
+                     dtype=FIRST)
 
 
 def scatter(v, like, index):
@@ -180,7 +183,7 @@ def _concat_jvp(ts, y, *xs, axis):
 
 CONCAT = structural("concatenate", None, _concat_shape, _concat_vjp, params=(("axis", 0),),
                     ref=lambda *xs, axis: np.concatenate(xs, axis=axis), symbol="concat",
-                    gate="concatenate gate slices g", jvp=_concat_jvp)
+                    gate="concatenate gate slices g", jvp=_concat_jvp, dtype=MOVES)
 
 
 def concatenate(xs, axis=0):

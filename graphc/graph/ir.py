@@ -146,13 +146,16 @@ class Node:
     """One operation. (op, attrs, inputs) is its identity; the rest is metadata
     kept from the first time it was added (name, creating line, gate)."""
 
-    __slots__ = ("op", "attrs", "inputs", "shape", "index", "name", "where", "origin", "scope")
+    __slots__ = ("op", "attrs", "inputs", "shape", "dtype", "index", "name", "where", "origin", "scope")
 
-    def __init__(self, op, attrs, inputs, shape, index, name=None, where=None, origin=None, scope=()):
+    def __init__(self, op, attrs, inputs, shape, index, name=None, where=None, origin=None, scope=(),
+                 dtype="float"):
         self.op = op            # an ops.Op record
         self.attrs = attrs      # tuple of (key, value) pairs, hashable
         self.inputs = inputs    # tuple of Node
         self.shape = shape      # tuple of dims
+        self.dtype = dtype      # its elements: "float" (the module's dtype) or "int" (int64, never
+                                # differentiated: gc.IntTensor inputs, argmax); set by the op's rule
         self.index = index      # position in its graph: a stable, id()-free key
         self.name = name        # user-given name (inputs, .named(), outputs)
         self.where = where      # Where it was created in the model file
@@ -168,7 +171,7 @@ class Node:
         return len(self.shape)
 
     def __repr__(self):
-        return f"<Node {self.index} {self.op.name}{format_shape(self.shape)}>"
+        return f"<Node {self.index} {self.op.name}{format_shape(self.shape)}{' int' if self.dtype == 'int' else ''}>"
 
 
 class Graph:
@@ -196,14 +199,14 @@ class Graph:
         self._code = None               # the model function's code while it is traced (errors)
 
     # -- building
-    def add(self, op, attrs, inputs, shape, name=None):
+    def add(self, op, attrs, inputs, shape, name=None, dtype="float"):
         key = (op, attrs, inputs)
         node = self._interned.get(key)
         if node is None:
             # an adjoint takes its forward node's place: no stack walk per adjoint
             where = caller_location() if self._origin is None else self._origin[0].where
             node = Node(op, attrs, inputs, shape, len(self.nodes), name=name,
-                        where=where, origin=self._origin, scope=self._scope)
+                        where=where, origin=self._origin, scope=self._scope, dtype=dtype)
             self.nodes.append(node)
             self._interned[key] = node
         return node
@@ -240,7 +243,8 @@ class Graph:
         return tuple(name for name, _ in self.outputs)
 
     def default_wrt(self):
-        return self.wrt if self.wrt is not None else self.input_names
+        """The graph's wrt, else every input but the integer ones (which have no gradient)."""
+        return self.wrt if self.wrt is not None else tuple(n.name for n in self.inputs if n.dtype == "float")
 
     def live_nodes(self, roots=None):
         """Nodes that the outputs (or `roots`) depend on, in topological order."""

@@ -5,6 +5,7 @@ import sympy as sp
 
 from . import ops, symbolic
 from .ir import GraphError, format_shape, size_of
+from .integers import one_hot_labels
 from .names import Namer, check_name
 from .ops import note_domain
 from .primitives import abs, exp, less, log, softplus, sqrt
@@ -37,7 +38,11 @@ def softmax_cross_entropy(logits, y):
     """Mean over the rows of -sum(y * log_softmax(logits)); the rows of y are usually
     probability vectors (one-hot labels). Its gradient is (softmax(logits)*sum(y) - y) / rows,
     the row's sum taken over its classes: (softmax(logits) - y) / rows for a probability row,
-    and 0 for a row of zeros (an example masked out)."""
+    and 0 for a row of zeros (an example masked out). y may also be integer class labels of
+    shape logits.shape[:-1] (as PyTorch's cross_entropy takes them), one-hot encoded here (a
+    label outside [0, classes) masks its example out)."""
+    if isinstance(y, Tensor) and y.dtype == "int":
+        y = one_hot_labels(logits, y)
     note_domain(y, "one_hot")
     loss = -sum(y * log_softmax(logits), axis=-1)
     if loss.ndim:

@@ -45,6 +45,8 @@ class Op:
     gate: str = ""                              # the lecture's words for its backward pattern
     nondiff: tuple = field(default_factory=tuple)  # input positions with no gradient
     domain: str | None = None                   # what input 0 must be when it is a graph input
+    dtype_rule: Callable | None = None          # (attrs, *input dtypes) -> the result's dtype ("float" or
+                                                # "int"); None: float from floats (see node_dtype)
 
     def __repr__(self):
         return f"<op {self.name}>"
@@ -107,12 +109,48 @@ def register(op):
 
 # ---- declaring ops -------------------------------------------------------------
 
-def structural(name, n_inputs, shape, vjp, params=(), ref=None, symbol=None, gate="", nondiff=(), jvp=None):
+def structural(name, n_inputs, shape, vjp, params=(), ref=None, symbol=None, gate="", nondiff=(), jvp=None,
+               dtype=None):
     """Declare a structural op (matmul, sum, reshape...) by its shape rule, its VJP and its
-    JVP (forward mode; None where no tangent flows through it)."""
+    JVP (forward mode; None where no tangent flows through it). `dtype`: the rule for its
+    result's dtype where it takes integers (MOVES for an op that only moves elements)."""
     op = register(Op(name, "structural", n_inputs, tuple(params), shape_rule=shape, vjp=vjp, jvp=jvp,
-                     ref=ref, symbol=symbol or name, gate=gate, nondiff=tuple(nondiff)))
+                     ref=ref, symbol=symbol or name, gate=gate, nondiff=tuple(nondiff), dtype_rule=dtype))
     return op
+
+
+# ---- dtypes: a value's elements are floats (the module's dtype) or integers (int64) ------
+
+def MOVES(attrs, *dtypes):
+    """The dtype rule of an op that only moves elements (reshape, transpose, indexing,
+    broadcasting, concatenation): integers stay integers; its inputs agree."""
+    if len(set(dtypes)) > 1:
+        raise GraphError("mixes integer and float values; convert one side (gc.one_hot, a comparison)")
+    return dtypes[0]
+
+
+def FIRST(attrs, first, *rest):
+    """The dtype rule of an op whose result has its first input's elements."""
+    return first
+
+
+def node_dtype(graph, op, attrs, nodes):
+    """The dtype of op's result: the op's rule where it has one; otherwise float, from float
+    inputs, but an elementwise op takes an integer where no gradient flows (a comparison's
+    operands, where's condition; any input of the fused expressions autodiff writes)."""
+    if op.dtype_rule is not None:
+        try:
+            return op.dtype_rule(dict(attrs), *[n.dtype for n in nodes])
+        except GraphError as e:
+            fail(graph, op, str(e), [n.shape for n in nodes], nodes=nodes)
+    allowed = range(len(nodes)) if op is EXPR else op.nondiff if op.elementwise else ()
+    bad = [k for k, n in enumerate(nodes) if n.dtype == "int" and k not in allowed]
+    if bad:
+        which = ", ".join(f"input {k}" + (f" ({_name_of(nodes[k])})" if _name_of(nodes[k]) else "") for k in bad)
+        fail(graph, op, f"{which} holds integers (int64), and {op.name} takes floats: compare integers "
+                        "(idx == 3 gives a float mask), or gather with them (gc.take, x[idx], gc.one_hot)",
+             [n.shape for n in nodes], nodes=nodes)
+    return "float"
 
 
 # ---- the internal ops -----------------------------------------------------------
@@ -128,18 +166,19 @@ EXPR.vjp = EXPR.jvp = None  # the shared elementwise rules (elementwise.py) fill
 # zeros of an input's shape: what a gradient is where none flows (written by autodiff and
 # by apply itself, when a local gradient folds to 0)
 ZEROS = structural("zeros_like", 1, lambda attrs, x: x, lambda g, y, x: (None,),
-                   ref=np.zeros_like, symbol="0", nondiff=(0,))
+                   ref=lambda x: np.zeros_like(x, dtype=np.result_type(x, 1.0)), symbol="0", nondiff=(0,),
+                   dtype=lambda attrs, x: "float")   # float zeros, also of an integer's shape
 
 
 def zeros_like(x):
     return apply(ZEROS, (x,))
 
 
-def add_input(graph, name, shape):
-    """A new input of `graph` (after the ones it has), as a node."""
+def add_input(graph, name, shape, dtype="float"):
+    """A new input of `graph` (after the ones it has), as a node; dtype "int": int64 (gc.IntTensor)."""
     if any(n.name == name for n in graph.inputs):
         raise GraphError(f"graph '{graph.name}': input '{name}' is declared twice")
-    node = graph.add(INPUT, (("name", name),), (), tuple(shape), name=name)
+    node = graph.add(INPUT, (("name", name),), (), tuple(shape), name=name, dtype=dtype)
     graph.inputs.append(node)
     return node
 
@@ -235,6 +274,7 @@ def _freeze(v):
 def add_node(graph, op, attrs, nodes):
     """Shape-check, simplify and intern one node; returns a Node."""
     shapes = [n.shape for n in nodes]
+    dtype = node_dtype(graph, op, attrs, nodes)
     if op.elementwise:
         shape = broadcast_shapes(*shapes)
         if shape is None:
@@ -244,7 +284,7 @@ def add_node(graph, op, attrs, nodes):
         shape = op.shape_rule(dict(attrs), *shapes)
     except GraphError as e:
         fail(graph, op, str(e), shapes, nodes=nodes)
-    return graph.add(op, attrs, nodes, tuple(shape))
+    return graph.add(op, attrs, nodes, tuple(shape), dtype=dtype)
 
 
 def readd(graph, node, inputs):

@@ -12,7 +12,7 @@ import numpy as np
 import sympy as sp
 
 from .ir import GraphError, broadcast_shapes, dim, format_shape, size_of
-from .ops import Op, apply, register, structural
+from .ops import FIRST, MOVES, Op, apply, register, structural
 from .primitives import equal
 from .tensor import OPERATORS, Tensor
 
@@ -167,7 +167,7 @@ def _transpose_jvp(ts, y, x, axes):
 
 
 TRANSPOSE = structural("transpose", 1, _transpose_shape, _transpose_vjp, params=(("axes", None),),
-                       ref=lambda x, axes: np.transpose(x, axes), symbol="T", jvp=_transpose_jvp)
+                       ref=lambda x, axes: np.transpose(x, axes), symbol="T", jvp=_transpose_jvp, dtype=MOVES)
 
 
 def transpose(x, axes=None):
@@ -273,7 +273,7 @@ def _reshape_shape(attrs, x):
 
 
 RESHAPE = structural("reshape", 1, _reshape_shape, lambda g, y, x, shape: (reshape(g, x.shape),),
-                     params=(("shape", None),), ref=lambda x, shape: np.reshape(x, shape), symbol="reshape",
+                     params=(("shape", None),), ref=lambda x, shape: np.reshape(x, shape), symbol="reshape", dtype=MOVES,
                      jvp=lambda ts, y, x, shape: reshape(ts[0], ts[0].shape[:ts[0].ndim - x.ndim] + shape))
 
 
@@ -313,7 +313,7 @@ def _broadcast_jvp(ts, y, x, *like, shape=None):
 BROADCAST = structural("broadcast_like", 2, _broadcast_shape,
                        lambda g, y, x, like: (g, None), ref=lambda x, like: np.broadcast_to(x, np.shape(like)),
                        symbol="broadcast", nondiff=(1,), gate="broadcast: summed back to the input's shape",
-                       jvp=_broadcast_jvp)
+                       jvp=_broadcast_jvp, dtype=FIRST)
 
 
 def broadcast_like(x, like):
@@ -326,7 +326,7 @@ def broadcast_like(x, like):
 BROADCAST_TO = structural("broadcast_to", 1, lambda attrs, x: _broadcast_shape(attrs, x, attrs["shape"]),
                           lambda g, y, x, shape: (g,), params=(("shape", None),),
                           ref=lambda x, shape: np.broadcast_to(x, shape), symbol="broadcast",
-                          gate="broadcast: summed back to the input's shape", jvp=_broadcast_jvp)
+                          gate="broadcast: summed back to the input's shape", jvp=_broadcast_jvp, dtype=MOVES)
 
 
 def broadcast_to(x, shape):
@@ -361,7 +361,7 @@ def basis(x):
 
 _first_shape = lambda attrs, x, *rest: x  # noqa: E731
 STOP = register(Op("stop_gradient", "alias", 1, symbol="stop", ref=lambda x: x,
-                   shape_rule=_first_shape, vjp=lambda g, y, x: (None,)))
+                   shape_rule=_first_shape, vjp=lambda g, y, x: (None,), dtype_rule=MOVES))
 
 
 def stop_gradient(x):
@@ -375,7 +375,7 @@ def _custom_vjp(g, y, value, *primals, rule, label):
 
 CUSTOM = register(Op("custom_vjp", "alias", None, params=(("rule", None), ("label", "")),
                      symbol="f", ref=lambda value, *primals, rule, label: value,
-                     shape_rule=_first_shape, vjp=_custom_vjp))
+                     shape_rule=_first_shape, vjp=_custom_vjp, dtype_rule=FIRST))
 
 
 def with_vjp(value, primals, rule, label):

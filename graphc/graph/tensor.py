@@ -13,13 +13,23 @@ from .names import check_name
 
 
 class TensorSpec:
-    """An input declaration: `Tensor[2, 3]`, `Tensor["B", 784]`, `Tensor[()]`."""
+    """An input declaration: `Tensor[2, 3]`, `Tensor["B", 784]`, `Tensor[()]`; `IntTensor["B"]`
+    declares int64 elements (dtype "int")."""
 
-    def __init__(self, dims):
+    def __init__(self, dims, dtype="float"):
         self.shape = tuple(dim(d) for d in dims)
+        self.dtype = dtype
 
     def __repr__(self):
-        return f"Tensor[{', '.join(repr(d) if isinstance(d, int) else repr(str(d)) for d in self.shape)}]"
+        kind = "IntTensor" if self.dtype == "int" else "Tensor"
+        return f"{kind}[{', '.join(repr(d) if isinstance(d, int) else repr(str(d)) for d in self.shape)}]"
+
+
+class IntTensor:
+    """`gc.IntTensor[dims...]`: an input of int64 elements (labels, indices), never differentiated."""
+
+    def __class_getitem__(cls, dims):
+        return TensorSpec(dims if isinstance(dims, tuple) else (dims,), "int")
 
 
 # The functions behind Tensor's operators and methods, by op name. The modules that
@@ -49,6 +59,11 @@ class Tensor:
     @property
     def ndim(self):
         return len(self.node.shape)
+
+    @property
+    def dtype(self):
+        """"float" (the compiled module's dtype) or "int" (int64)."""
+        return self.node.dtype
 
     def __repr__(self):
         return f"<graphc.Tensor {self.node.op.name}{format_shape(self.shape)} in graph '{self.graph.name}'>"

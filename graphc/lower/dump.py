@@ -24,7 +24,7 @@ def dump(graph, title=None):
         n = through_aliases(n)
         return str(ops.const_value(n)) if n.op is ops.CONST else names[n]
 
-    ins = ", ".join(f"{n.name}: {format_shape(n.shape)}" for n in graph.inputs)
+    ins = ", ".join(f"{n.name}: {_shape(n)}" for n in graph.inputs)
     head = title or f"graph {graph.name}({ins}) -> {', '.join(graph.output_names)}"
     lines = [head + (f"    # {graph.source}" if graph.source else "")]
     outs = [(name, ref(node)) for name, node in graph.outputs]
@@ -37,7 +37,7 @@ def dump(graph, title=None):
         if node.op is ops.EXPR:   # a fused formula reads best with its arguments' names in it
             call = str(node.attr["expr"].subs({symbolic.ARGS[k]: sp.Symbol(ref(i)) for k, i in
                                                enumerate(node.inputs)}, simultaneous=True))
-        rows.append((node, names[node], format_shape(node.shape), str(size_of(node.shape)), call))
+        rows.append((node, names[node], _shape(node), str(size_of(node.shape)), call))
     w0 = max((len(r[1]) for r in rows), default=1)
     w1 = max((len(r[2]) for r in rows), default=1)
     w2 = max((len(r[3]) for r in rows), default=1)
@@ -76,6 +76,11 @@ def _dump_names(graph):
             names[node] = namer.temp() if forward is None else \
                 namer.fresh("grad_" + (names.get(forward) or forward.name or "s"))
     return names
+
+
+def _shape(node):
+    """Its shape, and `int` for an integer value (int64 in the code)."""
+    return format_shape(node.shape) + (" int" if node.dtype == "int" else "")
 
 
 def _attr_text(v):

@@ -42,7 +42,8 @@ def gradcheck(compiled, inputs, h=1e-6, tolerance=1e-5, max_elements=64, seed=0)
     """
     if not isinstance(inputs, dict):
         inputs = dict(zip(compiled.inputs, inputs))
-    values = {k: np.array(v, dtype=np.float64) for k, v in inputs.items()}
+    values = {k: np.array(v) if np.asarray(v).dtype.kind in "iu" and k not in compiled.wrt
+              else np.array(v, dtype=np.float64) for k, v in inputs.items()}   # integer inputs stay integers
     rng = np.random.default_rng(seed)
     first = compiled.forward(**values)
     first = first[0] if isinstance(first, tuple) else first

@@ -4,12 +4,12 @@ cuBLAS (helpers.py); host functions keep device arrays on the device."""
 from __future__ import annotations
 
 from ..base import OPERATORS, Target, check_called, reserve_loop_names
-from . import conv, kernels
+from . import conv, integers, kernels
 from .scalar import FUNCTIONS
 
 # Elementwise ops are printed inside kernels (kernels.py), as scalars; the rest are
 # kernels, views or module helpers.
-OPS = {**OPERATORS, **kernels.TABLE, **conv.TABLE}
+OPS = {**OPERATORS, **kernels.TABLE, **conv.TABLE, **integers.TABLE}
 
 # Module names and builtins that the kernels, the host code and the per-example calls use:
 # a value with one of these names would hide it inside the generated functions.

@@ -60,7 +60,8 @@ def _host_names(ctx):
 
 def _scalars(ctx):
     """Scalars the host computes (inputs come in converted to the module's dtype)."""
-    names = {name for node, name in ctx.names.items() if node.shape == () and node.op is not ops.INPUT}
+    names = {name for node, name in ctx.names.items()
+             if node.shape == () and node.op is not ops.INPUT and node.dtype == "float"}
     names.update(name for (_, adjoint), name in ctx.alias_of.items() if adjoint.shape == ())
     return names
 
@@ -112,8 +113,17 @@ def _kernel(ctx, base, shape, index, body, before=(), after=(), local=(), arrays
     return f"{name}[__grid({size})]({', '.join(args)})"
 
 
-def _empty(node, ctx):
-    return f"__empty({ctx.target.shape(node.shape, ctx)})"
+def _empty(node, ctx, shape=None):
+    """A device array for `node` (of `shape`, where given): the module's dtype, int64 for an integer value."""
+    return f"__empty({ctx.target.shape(node.shape if shape is None else shape, ctx)}{_int64(node, ctx)})"
+
+
+def _full(node, ctx, value):
+    return f"__full({ctx.target.shape(node.shape, ctx)}, {value}{_int64(node, ctx)})"
+
+
+def _int64(node, ctx):
+    return f", {ctx.np}.int64" if node.dtype == "int" else ""
 
 
 # ---- fused groups ----------------------------------------------------------------------
@@ -204,12 +214,11 @@ def transpose(node, args, ctx, name):
 
 def broadcast_like(node, args, ctx, name):
     src = node.inputs[0]
-    shape = ctx.target.shape(node.shape, ctx)
     if src.shape == ():   # a scalar fills the array
-        return f"__full({shape}, {args[0]})"
+        return _full(node, ctx, args[0])
     out = ctx.loop.index[:node.ndim]
     body = [f"{name}[{', '.join(out)}] = {args[0]}[{broadcast_index(src.shape, node.shape, out)}]"]
-    return f"__empty({shape})", [_kernel(ctx, name, node.shape, out, body, comment="broadcast")]
+    return _empty(node, ctx), [_kernel(ctx, name, node.shape, out, body, comment="broadcast")]
 
 
 def basis(node, args, ctx, name):
@@ -233,7 +242,7 @@ def reshape(node, args, ctx, name):
     if node.shape == ():   # one element, read back to the host
         return element(args[0], src.ndim)
     if src.shape == ():
-        return f"__full({ctx.target.shape(node.shape, ctx)}, {args[0]})"
+        return _full(node, ctx, args[0])
     return f"{atom(args[0])}.reshape({ctx.target.shape(node.shape, ctx)})"
 
 
@@ -263,7 +272,7 @@ def _source_index(key, shape, out, ctx):
 def getitem(node, args, ctx, name):
     src = node.inputs[0]
     if src.shape == ():   # a number given new unit axes (x[None]): an array holding it
-        return f"__full({ctx.target.shape(node.shape, ctx)}, {args[0]})"
+        return _full(node, ctx, args[0])
     out = ctx.loop.index[:node.ndim]
     at = _source_index(node.attr["index"], src.shape, out, ctx)
     if node.shape == ():   # one element, read back to the host

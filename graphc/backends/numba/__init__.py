@@ -3,9 +3,9 @@ elementwise ops one loop nest (loops.py), matrix products through BLAS (blas.py)
 from __future__ import annotations
 
 from ...lower.fusion import broadcast_index
-from ..base import Target, atom, element, reserve_loop_names
+from ..base import Target, atom, dtype_of, element, reserve_loop_names
 from ..numpy import FUNCTIONS as NUMPY_FUNCTIONS, OPS as NUMPY_OPS
-from . import blas, loops
+from . import blas, integers, loops
 
 # Inside the loops every value is a scalar: NumPy's ufuncs work on scalars there, but
 # np.where gives a 0-d array, so a choice is Python's conditional. exp and tanh are the
@@ -45,7 +45,7 @@ def _matmul(node, args, ctx, name):
 def _broadcast(node, args, ctx, name):
     shape = ctx.target.shape(node.shape, ctx)
     if node.inputs[0].shape == ():   # a constant or a scalar fills the array
-        return f"{ctx.np}.full({shape}, {args[0]}, dtype={ctx.np}.{ctx.dtype})"
+        return f"{ctx.np}.full({shape}, {args[0]}, dtype={ctx.np}.{dtype_of(node, ctx)})"
     return f"{ctx.np}.broadcast_to({args[0]}, {shape}).copy()"
 
 
@@ -74,6 +74,7 @@ OPS = {
     "reshape": _reshape,
     "broadcast_like": _broadcast, "broadcast_to": _broadcast,
     "patches": _patches, "unpatches": _patches,
+    **integers.OPS,
 }
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from ...graph import ops
 from ...graph.indexing import index_to_python
-from ..base import OPERATORS, Target, atom, element
-from . import conv
+from ..base import OPERATORS, Target, atom, dtype_of, element
+from . import conv, integers
 
 # The printer's functions: `{np}` is the module's NumPy alias
 FUNCTIONS = {
@@ -47,7 +47,7 @@ def _broadcast(node, args, ctx, name):
 def _broadcast_to(node, args, ctx, name):
     shape = ctx.target.shape(node.shape, ctx)
     if node.inputs[0].shape == ():   # a number fills the array (in the module's dtype)
-        return f"{ctx.np}.full({shape}, {args[0]}, dtype={ctx.np}.{ctx.dtype})"
+        return f"{ctx.np}.full({shape}, {args[0]}, dtype={ctx.np}.{dtype_of(node, ctx)})"
     return f"{ctx.np}.broadcast_to({args[0]}, {shape})"
 
 
@@ -67,12 +67,14 @@ def _reshape(node, args, ctx, name):
 def _zeros(node, args, ctx, name):
     if node.shape == ():   # a number, not a 0-d array
         return ctx.target.constant(0.0, ctx)
+    if node.inputs[0].dtype == "int":   # float zeros of an integer's shape
+        return f"{ctx.np}.zeros({atom(args[0])}.shape, dtype={ctx.np}.{ctx.dtype})"
     return f"{ctx.np}.zeros_like({args[0]})"
 
 
 def _getitem(node, args, ctx, name):
     if node.inputs[0].shape == ():   # a number given new unit axes (x[None]): an array holding it
-        return f"{ctx.np}.full({ctx.target.shape(node.shape, ctx)}, {args[0]}, dtype={ctx.np}.{ctx.dtype})"
+        return f"{ctx.np}.full({ctx.target.shape(node.shape, ctx)}, {args[0]}, dtype={ctx.np}.{dtype_of(node, ctx)})"
     return f"{atom(args[0])}[{index_to_python(node.attr['index'])}]"
 
 
@@ -102,6 +104,7 @@ OPS = {
     "concatenate": lambda node, args, ctx, name: (f"{ctx.np}.concatenate(({', '.join(args)},), "
                                                   f"axis={node.attr['axis']})"),
     **conv.OPS,
+    **integers.OPS,
 }
 
 TARGET = Target("numpy", "numpy/module.py.j2", FUNCTIONS, OPS, vectorised=True,
