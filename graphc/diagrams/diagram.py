@@ -3,7 +3,8 @@
 This module decides what is drawn: a box per input, operation and output, a wire
 per edge carrying the value flowing forward and the gradient flowing back, the
 scopes as clusters (or, collapsed, as one box each), and for the backward view
-the adjoint nodes that reverse mode added. `dot.py` turns that picture into
+the adjoint nodes that reverse mode added (`groups.py` draws each conv or pool layer,
+and each collapsed scope, as one box). `dot.py` turns that picture into
 Graphviz's DOT text and files. Only the graph and the values are read; the
 compiler never imports this module.
 """
@@ -21,7 +22,7 @@ from ..graph.ir import Graph, GraphError
 from ..graph.names import Namer
 from ..graph.structural import CUSTOM, MAX, MEAN, SUM, TRANSPOSE
 from ..lower.naming import value_names
-from . import dot
+from . import dot, groups
 from .evaluate import Evaluation
 
 VIEWS = ("forward", "backward", "both")
@@ -36,10 +37,16 @@ def render(graph, values=None, path=None, *, grad_out=None, show="forward", coll
                below); without values the structure is drawn, with shapes.
     path:      also write the picture there; the suffix picks the format
                (.svg, .png, .pdf, or .dot for the DOT text, which needs no Graphviz).
+               With values, a wire carrying a 4-D value (N, C, H, W) shows its first
+               example's first 4 channels as grey-scale thumbnails: inline in an .svg,
+               embedded in a .png or .pdf, PNG files beside a .dot (in GRAPH_maps/,
+               named by their digests, so the DOT text is the same bytes each time; run
+               dot in that folder). See thumbnails.py.
     grad_out:  the gradient flowing into a non-scalar first output (default: ones).
     show:      "forward" (the circuit), "backward" (the adjoint nodes reverse mode
                adds, as in the generated code) or "both".
-    collapse:  draw each gc.scope as one box with its input and output wires.
+    collapse:  draw each gc.scope as one box with its input and output wires. A conv or
+               pool layer (gc.conv2d, ...) is always one box, labelled with its shapes.
     precision: decimals of the numbers shown (a tensor's mean and norm: that many
                significant digits, at least 2).
     wrt:       the inputs whose gradients the backward view ends in (default: the graph's).
@@ -92,6 +99,11 @@ class Picture:
     boxes: list = field(default_factory=list)
     wires: list = field(default_factory=list)
     keys: dict = field(default_factory=dict, repr=False)
+    scopes: dict = field(default_factory=dict, repr=False)   # node: its path, each layer call its own
+
+    def where(self, node):
+        """The scope path `node` is drawn in (groups.layer_scopes tells a layer's calls apart)."""
+        return self.scopes.get(node, node.scope)
 
     def box(self, key, kind, label, where=(), note=""):
         """The box named `key`, added the first time."""
@@ -104,7 +116,7 @@ class Picture:
 
 def build(graph, ev=None, show="forward", collapse=False, wrt=None):
     """The picture of `graph` (and its Evaluation `ev`, if any) in the view `show`."""
-    picture = Picture(graph.name, show, ev is not None)
+    picture = Picture(graph.name, show, ev is not None, scopes=groups.layer_scopes(graph.nodes))
     if show == "forward":
         _forward(picture, graph, graph.nodes, ev, roots=[n for _, n in graph.outputs])
     else:
@@ -121,8 +133,7 @@ def build(graph, ev=None, show="forward", collapse=False, wrt=None):
                      roots=[n for _, n in graph.outputs] + reads)
         gradients = {r.adjoint for r in records if r.adjoint.index >= count}
         _backward(picture, adjoints, grads, count, gradients, names, ev, refs=(show == "backward"))
-    if collapse:
-        picture = _collapse(picture)
+    picture = groups.group(picture, collapse)   # each layer one box; collapsed, each scope
     _place_wires(picture)
     return picture
 
@@ -147,7 +158,7 @@ def _forward(picture, graph, nodes, ev, roots):
         if node.op is ops.INPUT:
             picture.box(_key(node), "input", node.name)
         elif node.op is not ops.CONST:
-            picture.box(_key(node), "op", op_label(node), node.scope)
+            picture.box(_key(node), "op", op_label(node), picture.where(node))
             folded = _folded_const(node) is not None
             for slot, source in enumerate(node.inputs):
                 if node.op is CUSTOM and slot == 0:
@@ -191,7 +202,7 @@ def _backward(picture, adjoints, grads, count, gradients, names, ev, refs):
         w = _wire(source, head.key, ev, None, names, count, gradients)
         if source.index < count and refs:   # the leaf shows the name
             w.tail = picture.box(f"r{source.index}", "ref", names.get(source, source.name or "?"),
-                                 source.scope).key
+                                 picture.where(source)).key
             w.name = ""
         picture.wires.append(w)
         return w
@@ -202,7 +213,8 @@ def _backward(picture, adjoints, grads, count, gradients, names, ev, refs):
             continue
         note = node.origin[1] if node.origin and node.origin[1] else ""
         label = "+" if note == "copy gate adds" else op_label(node, names)
-        box = picture.box(_key(node), "backward", label, node.origin[0].scope if node.origin else (), note)
+        box = picture.box(_key(node), "backward", label, picture.where(node.origin[0]) if node.origin else (),
+                          note)
         folded = _folded_const(node) is not None
         for source in node.inputs:
             if not (source.op is ops.CONST and folded):
@@ -338,50 +350,7 @@ def _const_text(value):
     return str(value)
 
 
-# ---- scopes: collapsed into boxes, and where each wire's label sits -------------------
-
-def _collapse(picture):
-    """Each scope becomes one box; wires inside it vanish, and wires from one value into
-    the same box become one, carrying the gradient the box sends back to it."""
-    groups, group_of = {}, {}
-    for b in picture.boxes:
-        if b.where and b.kind in ("op", "backward", "const", "ref"):
-            path = b.where
-            if path not in groups:
-                groups[path] = Box(f"s{len(groups)}", "group", path[-1], path[:-1])
-            group_of[b.key] = groups[path]
-    out = Picture(picture.title, picture.view, picture.has_values)
-    inside = {}   # group key: the symbols of the ops in it, for its small print
-    for b in picture.boxes:
-        group = group_of.get(b.key)
-        if group is None:
-            out.box(b.key, b.kind, b.label, b.where, b.note)
-            continue
-        out.box(group.key, group.kind, group.label, group.where)
-        labels = inside.setdefault(group.key, [])
-        if b.kind in ("op", "backward") and b.label not in labels:
-            labels.append(b.label)
-    for key, labels in inside.items():
-        out.keys[key].note = " ".join(labels[:6]) + (" …" if len(labels) > 6 else "")
-    merged, group_keys = {}, {g.key for g in groups.values()}
-    for w in picture.wires:
-        tail = group_of[w.tail].key if w.tail in group_of else w.tail
-        head = group_of[w.head].key if w.head in group_of else w.head
-        if tail == head:
-            continue
-        key = (w.tail, head)
-        if key in merged and head in group_keys:
-            first = merged[key]
-            if first.grad is None or w.grad is None:
-                first.grad = first.grad if w.grad is None else w.grad
-            else:
-                first.grad = first.grad + w.grad
-            continue
-        new = Wire(tail, head, w.shape, w.value, w.grad, w.name, w.backward, w.source, forward=w.forward)
-        merged.setdefault(key, new)
-        out.wires.append(new)
-    return out
-
+# ---- where each wire's label sits --------------------------------------------------
 
 def _place_wires(picture):
     """A wire's label sits in the innermost cluster holding both of its ends."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import html
 import math
+import tempfile
 from pathlib import Path
 
 import graphviz
 import numpy as np
 
 from ..graph.ir import GraphError, format_shape
+from . import thumbnails
 
 FONT = "Helvetica,Arial,sans-serif"
 VALUE = "#1a7f37"      # forward values: green
@@ -119,26 +121,50 @@ class Scale:
 
 # ---- the DOT text -------------------------------------------------------------------------
 
+class Drawing(graphviz.Digraph):
+    """A graphviz.Digraph with the thumbnails its labels name, {name: PNG bytes} (thumbnails.py):
+    dot reads them from a temporary folder, and an SVG carries them inline, so that a notebook,
+    which pipes the drawing, shows them too."""
+
+    images: dict = {}   # replaced, never mutated: digraph() gives each drawing its own
+
+    def pipe(self, format=None, *args, encoding=None, **kwargs):
+        if not self.images:
+            return super().pipe(format, *args, encoding=encoding, **kwargs)
+        with tempfile.TemporaryDirectory() as folder:
+            thumbnails.save(self.images, folder)
+            source = self.copy()   # a copy: the DOT text names no temporary folder
+            source.attr(imagepath=folder)
+            data = graphviz.Digraph.pipe(source, format, *args, **kwargs)
+        if (format or self.format) == "svg":
+            data = thumbnails.inline(data, self.images)
+        return data.decode(encoding) if encoding else data
+
+
 def digraph(picture, precision=2):
-    """The picture as a graphviz.Digraph (DOT text in `.source`)."""
+    """The picture as a Drawing, a graphviz.Digraph (DOT text in `.source`); a wire with a
+    4-D value shows its first feature maps (thumbnails.py)."""
     tensors = any(len(w.shape) for w in picture.wires)
     styled = tensors and picture.has_values
     magnitudes = {id(w): norm(w.value if w.backward else w.grad) for w in picture.wires}
     scale = Scale(magnitudes.values()) if styled else None
-    dot = graphviz.Digraph(
+    maps = [thumbnails.thumbnail(w.value, picture.title) if picture.has_values else None
+            for w in picture.wires]
+    dot = Drawing(
         picture.title,
         graph_attr={"rankdir": "LR", "fontname": FONT, "bgcolor": "white", "nodesep": "0.2",
                     "ranksep": "0.15", "ordering": "in", "labelloc": "t", "labeljust": "l", "forcelabels": "true",
                     "label": _title(picture)},
         node_attr={"fontname": FONT, "fontsize": "14", "color": INK, "fontcolor": INK},
         edge_attr={"fontname": FONT, "color": INK, "arrowsize": "0.6"})
+    dot.images = dict(m for m in maps if m is not None)
     styles = [_wire_style(w, scale, magnitudes[id(w)], picture.has_values) for w in picture.wires]
     tree = _Cluster(())
     for box in picture.boxes:
         tree.find(box.where).items.append(("box", box))
     for k, wire in enumerate(picture.wires):
         tree.find(wire.where).items.append(("wire", (k, wire)))
-    tree.emit(dot, lambda g, item: _item(g, item, precision, styles))
+    tree.emit(dot, lambda g, item: _item(g, item, precision, styles, maps))
     for k, wire in enumerate(picture.wires):
         attrs = {"color": styles[k][0], "penwidth": str(styles[k][1])}
         # each wire is two edges through its label, whose middle row is the wire itself
@@ -196,14 +222,19 @@ _BOX = {
     "backward": {"style": "filled", "fillcolor": "#fdf0ef", "color": GRAD, "penwidth": "1.2", "margin": "0.04"},
     "group": {"shape": "box", "style": "rounded,filled", "fillcolor": "#eef3fb", "color": "#52606d",
               "margin": "0.12,0.06"},
+    # a conv or pool layer: one operation, so an op's colours in a box that holds its shapes
+    "layer": {"shape": "box", "style": "rounded,filled", "fillcolor": "#f6f8fa", "penwidth": "1.2",
+              "margin": "0.12,0.06"},
+    "backward_layer": {"shape": "box", "style": "rounded,filled", "fillcolor": "#fdf0ef", "color": GRAD,
+                       "penwidth": "1.2", "margin": "0.12,0.06"},
 }
 
 
-def _item(dot, item, precision, styles):
+def _item(dot, item, precision, styles, maps):
     kind, thing = item
     if kind == "wire":
         k, wire = thing
-        dot.node(f"w{k}", _wire_label(wire, precision, *styles[k]), shape="plaintext", margin="0")
+        dot.node(f"w{k}", _wire_label(wire, precision, *styles[k], maps[k]), shape="plaintext", margin="0")
         return
     box = thing
     attrs = dict(_BOX[box.kind])
@@ -212,7 +243,7 @@ def _item(dot, item, precision, styles):
         text = f"<B>{text}</B>"
     elif box.kind == "ref":
         text = f"<I>{text}</I>"
-    elif box.kind == "group":
+    elif box.kind in ("group", "layer", "backward_layer"):
         ops = f'<BR/><FONT POINT-SIZE="10" COLOR="{MUTED}">{esc(box.note)}</FONT>' if box.note else ""
         text = f"<B>{text}</B>{ops}"
     elif box.kind in ("op", "backward"):
@@ -235,13 +266,16 @@ def _wire_style(wire, scale, magnitude, has_values):
     return (NO_GRAD, 1) if t is None else (Scale.colour(t), Scale.width(t))
 
 
-def _wire_label(wire, precision, colour, width):
-    """A table whose middle row is the wire itself: the value above it, the gradient below."""
+def _wire_label(wire, precision, colour, width, image=None):
+    """A table whose middle row is the wire itself: the value above it (with its feature
+    maps, `image`, for a 4-D value), the gradient below."""
     rows = []
     if wire.name:
         rows.append(f'<FONT POINT-SIZE="11" COLOR="{MUTED}"><I>{esc(wire.name)}</I></FONT>')
     if wire.shape:
         rows.append(f'<FONT POINT-SIZE="10" COLOR="{MUTED}">{esc(format_shape(wire.shape))}</FONT>')
+    if image is not None:
+        rows.append(f'<IMG SRC="{esc(image[0])}"/>')
     size = ' POINT-SIZE="12"' if wire.shape else ""   # tensor summaries are longer
     if wire.value is not None:
         rows.append(f'<FONT COLOR="{GRAD if wire.backward else VALUE}"{size}>'
@@ -272,18 +306,21 @@ def _legend(scale):
 # ---- files ---------------------------------------------------------------------------------
 
 def write(dot, path):
-    """Write the picture at `path`: .dot/.gv is the DOT text itself; .svg, .png and .pdf
-    are drawn by Graphviz's dot program."""
+    """Write the picture at `path`: .dot/.gv is the DOT text itself (its thumbnails written
+    beside it, under the names it gives them: run dot in its folder); .svg (thumbnails
+    inline), .png and .pdf are drawn by Graphviz's dot program."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise GraphError(f"cannot write {path}: the suffix must be one of "
                          f"{', '.join(FORMATS)} (.dot needs no Graphviz)")
     fmt = FORMATS[suffix]
+    images = getattr(dot, "images", {})
     if fmt is None:
         data = dot.source.encode("utf-8")
     else:
         source = dot.copy()
+        source.images = images
         if fmt == "png":
             source.attr(dpi="144")
         try:
@@ -296,6 +333,8 @@ def write(dot, path):
                              f"{detail[-1] if detail else e}") from None
     try:
         path.write_bytes(data)
+        if fmt is None:
+            thumbnails.save(images, path.parent)
     except OSError as e:
         raise GraphError(f"cannot write {path}: {e.strerror or e}") from None
     return path

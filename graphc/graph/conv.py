@@ -127,6 +127,43 @@ def unpatches(g, size, kernel, stride, padding, dilation):
 
 # ---- the public functions --------------------------------------------------------------
 
+class Layer(str):
+    """A scope entry naming one layer ("conv2d 5x5, stride 1, pad 2"), with its input's and
+    output's shapes: the public functions below stamp it on the nodes they build, so that a
+    diagram draws the layer as one box. A str, so errors and clusters print it as any gc.scope.
+    The node a layer returns carries a twin marked `output`: a diagram finds each call's nodes
+    from there (an inlined graph's calls share their entries)."""
+
+    def __new__(cls, label, shapes=(), output=False):
+        layer = super().__new__(cls, label)
+        layer.shapes, layer.output = tuple(shapes), output
+        return layer
+
+
+def _as_layer(start, x, y, label):
+    """y, with the nodes built since index `start` stamped as one layer (an interned node built
+    before keeps its scope); the outermost call stamps last, so conv1d's conv2d is conv1d."""
+    graph = y.graph
+    layer = Layer(label, (x.shape, y.shape))
+    for node in graph.nodes[start:]:
+        node.scope = graph._scope + (layer,)
+    if y.node.index >= start:
+        y.node.scope = graph._scope + (Layer(label, layer.shapes, output=True),)
+    return y
+
+
+def _label(kind, kernel, stride, pad, dilation=(1,), groups=1):
+    """conv2d 5x5, stride 1, pad 2: padding, dilation and groups only where not the default."""
+    def text(values):
+        return str(values[0]) if len(set(values)) == 1 else "(" + ", ".join(map(str, values)) + ")"
+    flat = [p for side in pad for p in side]
+    parts = [f"{kind} {'x'.join(map(str, kernel))}", f"stride {text(stride)}"]
+    parts += [f"pad {text(flat)}"] if any(flat) else []
+    parts += [f"dilation {text(dilation)}"] if any(d != 1 for d in dilation) else []
+    parts += [f"groups {groups}"] if groups != 1 else []
+    return ", ".join(parts)
+
+
 def _pair(value, what, fn, minimum=1):
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair):
@@ -160,6 +197,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """PyTorch's conv2d: x (N, C, H, W), w (O, C/groups, kh, kw), b (O,) -> (N, O, OH, OW).
     It is one matrix product of the weights with the patches of x (im2col)."""
     x, w = _check_input(x, "conv2d"), _check_input(w, "conv2d", "w", layout="(O, C/groups, kh, kw)")
+    start = len(x.graph.nodes)
     n, c = x.shape[:2]
     o, per_group = w.shape[:2]
     if not isinstance(groups, int) or groups < 1 or c != per_group * groups or o % groups:
@@ -180,21 +218,26 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     y = reshape(y, (n, o, oh, ow))
     if b is not None:
         y = y + reshape(_tensor(b, "conv2d"), (o, 1, 1))
-    return y
+    return _as_layer(start, x, y, _label("conv2d", kernel, stride, pad, dilation, groups))
 
 
 def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """PyTorch's conv1d: x (N, C, L), w (O, C/groups, k) -> (N, O, OL): conv2d over a height of 1."""
     x, w = _check_input(x, "conv1d", rank=3, layout="(N, C, L)"), \
         _check_input(w, "conv1d", "w", rank=3, layout="(O, C/groups, k)")
+    start = len(x.graph.nodes)
     single = lambda v, what, least: _pair(v, what, "conv1d", least)[0]  # noqa: E731
     pad = padding if isinstance(padding, str) else (0, single(padding, "padding", 0))
+    stride, dilation = (1, single(stride, "stride", 1)), (1, single(dilation, "dilation", 1))
     y = conv2d(reshape(x, x.shape[:2] + (1, x.shape[2])), reshape(w, w.shape[:2] + (1, w.shape[2])), b,
-               (1, single(stride, "stride", 1)), pad, (1, single(dilation, "dilation", 1)), groups)
-    return reshape(y, y.shape[:2] + y.shape[3:])
+               stride, pad, dilation, groups)
+    y = reshape(y, y.shape[:2] + y.shape[3:])
+    pad = _padding(pad, (1, w.shape[2]), stride, dilation, "conv1d")[1:]
+    return _as_layer(start, x, y, _label("conv1d", w.shape[2:], stride[1:], pad, dilation[1:], groups))
 
 
-def _pool(x, kernel_size, stride, padding, fn, fill):
+def _pool(x, kernel_size, stride, padding, fn, fill, reduce):
+    """reduce (max or mean) over each window: one layer."""
     x = _check_input(x, fn)
     kernel = _pair(kernel_size, "kernel_size", fn)
     stride = kernel if stride is None else _pair(stride, "stride", fn)
@@ -202,18 +245,20 @@ def _pool(x, kernel_size, stride, padding, fn, fill):
     if any(2 * p > k for p, k in zip(pad, kernel)):
         raise GraphError(f"graph '{x.graph.name}': {fn}: padding {pad} must be at most half the "
                          f"kernel {kernel}")
-    return patches(x, kernel, stride, tuple((p, p) for p in pad), (1, 1), fill)
+    start, pad = len(x.graph.nodes), tuple((p, p) for p in pad)
+    y = reduce(patches(x, kernel, stride, pad, (1, 1), fill), (2, 3))
+    return _as_layer(start, x, y, _label(fn, kernel, stride, pad))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
     """PyTorch's max_pool2d (padding counts as -inf): the max gate routes each window's
     gradient to its largest entry."""
-    return max(_pool(x, kernel_size, stride, padding, "max_pool2d", "-inf"), (2, 3))
+    return _pool(x, kernel_size, stride, padding, "max_pool2d", "-inf", max)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """PyTorch's avg_pool2d (count_include_pad=True: padding counts as zeros in the mean)."""
-    return mean(_pool(x, kernel_size, stride, padding, "avg_pool2d", "0"), (2, 3))
+    return _pool(x, kernel_size, stride, padding, "avg_pool2d", "0", mean)
 
 
 def flatten(x, start_dim=1, end_dim=-1):
