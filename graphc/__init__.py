@@ -26,6 +26,11 @@ from .graph.functions import (
 from .graph.structural import matmul, transpose, sum, mean, max, reshape, broadcast_to, stop_gradient
 from .graph.indexing import getitem, concatenate, stack
 from .graph.integers import take, one_hot, argmax, argmin, sort
+from .graph.arrays import (
+    min, prod, var, std, cumsum, split, repeat, tile, pad, roll, moveaxis, swapaxes, diagonal, trace,
+    tril, triu, gelu,
+)
+from .graph.contract import einsum, tensordot
 from .graph.conv import conv1d, conv2d, max_pool2d, avg_pool2d, flatten
 from .graph.nn import (
     softmax, log_softmax, logsumexp, softmax_cross_entropy, mse, binary_cross_entropy,

@@ -18,6 +18,7 @@ import sympy as sp
 from ..autodiff import backprop, differentiate, resolve_wrt
 from ..backends.numpy import TARGET as NUMPY
 from ..graph import ops, symbolic
+from ..graph.arrays import np_erf
 from ..graph.ir import Graph, GraphError, concrete_shape, format_shape
 from ..graph.structural import CUSTOM
 from ..runtime import numeric_array
@@ -130,7 +131,8 @@ def _formula(formula, n_args, dims):
     functions = NUMPY.functions("np")
     try:
         text = symbolic.Printer(functions, dict(zip(symbolic.ARGS, args)))(formula)
-        return eval(f"lambda {', '.join(args) or '*_'}: {text}", {"np": np})  # noqa: S307 (printed by graphc)
+        # __erf: the numpy target's name for erf, which its modules define (gelu's)
+        return eval(f"lambda {', '.join(args) or '*_'}: {text}", {"np": np, "__erf": np_erf})  # noqa: S307
     except (NotImplementedError, KeyError):   # a function the printer does not know
         return sp.lambdify(symbolic.ARGS[:n_args], formula, modules="numpy")
 

@@ -230,6 +230,14 @@ def basis(node, args, ctx, name):
     return f"__full(({n}, {n}), 0.0)", [launch, *shaped]
 
 
+def tri(node, args, ctx, name):
+    """np.tri(n, m, k): a kernel writes the ones (where column <= row + k) into zeros."""
+    i, j = ctx.loop.index[:2]
+    body = [f"if {j} <= {i} + {node.attr['k']}:", f"    {name}[{i}, {j}] = 1.0"]
+    launch = _kernel(ctx, name, node.shape, [i, j], body, comment="tri: the ones")
+    return f"__full({ctx.target.shape(node.shape, ctx)}, 0.0)", [launch]
+
+
 def zeros_like(node, args, ctx, name):
     if node.shape == ():
         return ctx.target.constant(0.0, ctx)
@@ -319,5 +327,5 @@ def matmul(node, args, ctx, name):
 
 TABLE = {"matmul": matmul, "transpose": transpose, "sum": reduction, "mean": reduction,
          "max": reduction, "reshape": reshape, "broadcast_like": broadcast_like, "broadcast_to": broadcast_like,
-         "basis": basis,
+         "basis": basis, "tri": tri,
          "zeros_like": zeros_like, "getitem": getitem, "scatter": scatter, "concatenate": concatenate}

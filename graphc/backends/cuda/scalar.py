@@ -15,7 +15,7 @@ from ..numpy import FUNCTIONS as NUMPY_FUNCTIONS
 FUNCTIONS = {**NUMPY_FUNCTIONS, "where": "({{a}} if {{c}} else {{b}})", "exp": "math.exp", "sqrt": "math.sqrt",
              "Abs": "abs", "log1p": "math.log1p", "expm1": "math.expm1",
              **{f: f"math.{f}" for f in ("asin", "acos", "atan", "asinh", "acosh", "atanh", "atan2", "hypot",
-                                         "log2", "log10", "floor")}}
+                                         "log2", "log10", "floor", "erf")}}
 
 # kernels print their elementwise members with this (a printer only: never a module's target)
 DEVICE = Target("cuda", "cuda/module.py.j2", {**FUNCTIONS, "sign": "__sign"}, OPERATORS, typed_literals=True)

@@ -18,7 +18,7 @@ FUNCTIONS = {
     "Max": "max", "Min": "min", "where": "({{a}} if {{c}} else {{b}})",
     "log2": "{np}.log2", "log10": "{np}.log10", "asin": "{np}.asin", "acos": "{np}.acos",
     "atan": "{np}.atan", "asinh": "{np}.asinh", "acosh": "{np}.acosh", "atanh": "{np}.atanh",
-    "atan2": "{np}.atan2", "hypot": "{np}.hypot", "floor": "{np}.floor",
+    "atan2": "{np}.atan2", "hypot": "{np}.hypot", "floor": "{np}.floor", "erf": "{np}.erf",
 }
 
 # Python's own functions the code calls: a value named so would hide them

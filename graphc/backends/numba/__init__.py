@@ -11,7 +11,8 @@ from . import blas, integers, loops
 # np.where gives a 0-d array, so a choice is Python's conditional. exp and tanh are the
 # module's own (math.py.j2), which loops can vectorise.
 SCALAR_FUNCTIONS = {**NUMPY_FUNCTIONS, "where": "({{a}} if {{c}} else {{b}})"}
-FUNCTIONS = {**SCALAR_FUNCTIONS, "exp": "__exp", "tanh": "__tanh"}
+FUNCTIONS = {**SCALAR_FUNCTIONS, "exp": "__exp", "tanh": "__tanh",
+             "erf": "__math.erf"}   # the math module's, which Numba compiles (module.py.j2 imports it)
 
 # Elementwise ops are printed inside loops (loops.py), where every value is a scalar;
 # the rest are whole-array statements that Numba compiles (matrix products go to BLAS).
@@ -49,6 +50,13 @@ def _broadcast(node, args, ctx, name):
     return f"{ctx.np}.broadcast_to({args[0]}, {shape}).copy()"
 
 
+def _tri(node, args, ctx, name):
+    """np.tri(n, m, k): Numba's takes no dtype, and gives float64."""
+    n, m = (ctx.target.dimension(d, ctx) for d in node.shape)
+    text = f"{ctx.np}.tri({n}, {m}, {node.attr['k']})"
+    return text if ctx.dtype == "float64" else f"{text}.astype({ctx.np}.{ctx.dtype})"
+
+
 def _reshape(node, args, ctx, name):
     if node.shape == ():   # its one element: a number, not a 0-d array
         return element(args[0], node.inputs[0].ndim)
@@ -73,6 +81,7 @@ OPS = {
     "sum": loops.reduction, "mean": loops.reduction, "max": loops.reduction,
     "reshape": _reshape,
     "broadcast_like": _broadcast, "broadcast_to": _broadcast,
+    "tri": _tri,
     "patches": _patches, "unpatches": _patches,
     **integers.OPS,
 }

@@ -15,6 +15,7 @@ FUNCTIONS = {
     "log2": "{np}.log2", "log10": "{np}.log10", "asin": "{np}.arcsin", "acos": "{np}.arccos",
     "atan": "{np}.arctan", "asinh": "{np}.arcsinh", "acosh": "{np}.arccosh", "atanh": "{np}.arctanh",
     "atan2": "{np}.arctan2", "hypot": "{np}.hypot", "floor": "{np}.floor",
+    "erf": "__erf",   # NumPy has no erf: the module defines __erf where its code calls it (module.py.j2)
 }
 
 
@@ -58,6 +59,12 @@ def _basis(node, args, ctx, name):
     return eye if node.ndim == 2 else f"{eye}.reshape({ctx.target.shape(node.shape, ctx)})"
 
 
+def _tri(node, args, ctx, name):
+    """np.tri(n, m, k): the triangle of ones behind tril, triu and cumsum (graph/arrays.py)."""
+    n, m = (ctx.target.dimension(d, ctx) for d in node.shape)
+    return f"{ctx.np}.tri({n}, {m}, {node.attr['k']}, dtype={ctx.np}.{ctx.dtype})"
+
+
 def _reshape(node, args, ctx, name):
     if node.shape == ():   # its one element: a number, not a 0-d array
         return element(args[0], node.inputs[0].ndim)
@@ -98,6 +105,7 @@ OPS = {
     "broadcast_like": _broadcast,
     "broadcast_to": _broadcast_to,
     "basis": _basis,
+    "tri": _tri,
     "zeros_like": _zeros,
     "getitem": _getitem,
     "scatter": _scatter,
