@@ -139,3 +139,33 @@ def test_bad_arguments_say_what_is_wrong(build, words):
         gc.graph(model)
     for word in words:
         assert word in str(e.value), (word, str(e.value))
+
+
+def test_the_readme_conv_net_compiles_to_the_lines_it_shows():
+    """README's "Convolutional networks": its model, and the generated lines it quotes."""
+    from support import ROOT
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Convolutional networks"):readme.index("### Integer inputs")]
+    blocks = section.split("```python\n")[1:]
+    model, quoted = blocks[0].split("```")[0], blocks[1].split("```")[0]
+    scope = {}
+    exec("import graphc as gc\n" + model, scope)
+    source = gc.compile(scope["cnn"]).source
+    lines = [line for line in quoted.splitlines() if line.strip() and line.strip() != "..."]
+    assert len(lines) >= 8
+    for line in lines:
+        assert line in source, line
+
+
+def test_graphc_check_on_the_lenet_model_file():
+    """`graphc check` on a CNN model file: every parameter's gradient against central differences."""
+    import subprocess
+    import sys
+
+    from support import ROOT
+    done = subprocess.run([sys.executable, "-m", "graphc", "check", str(ROOT / "examples" / "train_lenet.py"),
+                           "--dim", "B=2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "lenet (" in done.stdout and "ok: gradients match central differences" in done.stdout
+    for name in ("C1", "c1", "C2", "c2", "F1", "F3"):
+        assert any(line.split()[:1] == [name] and line.rstrip().endswith("ok") for line in done.stdout.splitlines()), name

@@ -55,6 +55,25 @@ def test_digits_at_a_tiny_size_runs_on_every_target(target):
 
 
 @pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")
+def test_lenet_reaches_98_percent_test_accuracy():
+    """LeNet-5 on the upsampled digits, the example's defaults (15 epochs, numpy)."""
+    result = example("train_lenet").train()
+    assert result["test_acc"] >= 0.98, result["test_acc"]
+
+
+@pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")
+def test_lenet_at_a_tiny_size_runs_on_every_target(target):
+    """One step of LeNet-5 on every target: 8 images of 28x28 (12x12 on the simulated GPU,
+    where each element is a Python call); the same loss as NumPy's."""
+    size, images = (12, 2) if target == "cuda" else (28, 8)
+    run = lambda t: example("train_lenet").train(epochs=1, batch_size=images, images=images, size=size,  # noqa: E731
+                                                 target=t)
+    result, reference = run(target), run("numpy")
+    np.testing.assert_allclose(result["history"]["loss"], reference["history"]["loss"], rtol=1e-9)
+    assert result["test_acc"] == reference["test_acc"]
+
+
+@pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")
 def test_digits_mlp_with_dropout_only():
     assert example("train_digits").train(epochs=10, bn=False, dropout=0.1)["test_acc"] >= 0.96
 
@@ -95,6 +114,8 @@ def test_optimizers_on_rosenbrock():
     ("init_demo", []),
     ("optimizers", ["--steps", "20"]),
     pytest.param("train_digits", ["--epochs", "1", "--no-progress"],
+                 marks=pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")),
+    pytest.param("train_lenet", ["--epochs", "1", "--images", "64", "--no-progress"],
                  marks=pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")),
 ])
 def test_example_runs_as_a_script(name, args, tmp_path):
