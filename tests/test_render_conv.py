@@ -203,3 +203,20 @@ def test_cli_renders_a_conv_net(tmp_path):
     svg = (tmp_path / "cnn.svg").read_text()
     assert CONV in svg and POOL in svg and "(B, 1, 6, 6) → (B, 2, 6, 6)" in svg
     assert svg.count("data:image/png") == 5
+
+
+@needs_dot
+def test_cli_dot_text_on_stdout_finds_its_thumbnails(tmp_path):
+    """`-o -` prints the DOT text; the thumbnails it names are written where it is run, so
+    that `graphc render ... -o - | dot -Tpng` draws them."""
+    (tmp_path / "model.py").write_text(CNN)
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / ".cache")}
+    r = subprocess.run([sys.executable, "-m", "graphc", "render", "model.py", "--dim", "B=2", "-o", "-"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    names = re.findall(r'SRC="([^"]+\.png)"', r.stdout)
+    assert len(set(names)) == 5 and all((tmp_path / n).is_file() for n in names)
+    assert "thumbnails" in r.stderr and "cnn_maps/" in r.stderr
+    drawn = subprocess.run(["dot", "-Tpng"], input=r.stdout.encode(), cwd=tmp_path, capture_output=True)
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stdout[:4] == b"\x89PNG"

@@ -224,6 +224,10 @@ def run_render(args):
                              collapse=args.collapse, precision=args.precision, wrt=args.wrt)
         if dest == "-":
             sys.stdout.write(digraph.source)
+            if digraph.images:   # the DOT text names its feature maps' files: dot finds them here
+                dot.save_thumbnails(digraph, ".")
+                print(f"{g.name}: the thumbnails the DOT text names are in {sorted(digraph.images)[0].split('/')[0]}/",
+                      file=sys.stderr)
             continue
         try:
             dot.write(digraph, dest)

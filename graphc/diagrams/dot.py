@@ -333,8 +333,16 @@ def write(dot, path):
                              f"{detail[-1] if detail else e}") from None
     try:
         path.write_bytes(data)
-        if fmt is None:
-            thumbnails.save(images, path.parent)
     except OSError as e:
         raise GraphError(f"cannot write {path}: {e.strerror or e}") from None
+    if fmt is None:
+        save_thumbnails(dot, path.parent)
     return path
+
+
+def save_thumbnails(dot, folder):
+    """The PNG files the DOT text names, written under `folder` (where `dot` is then run)."""
+    try:
+        thumbnails.save(getattr(dot, "images", {}), folder)
+    except OSError as e:
+        raise GraphError(f"cannot write the thumbnails under {folder}: {e.strerror or e}") from None

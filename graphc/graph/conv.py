@@ -14,7 +14,7 @@ import numpy as np
 
 from .ir import GraphError, format_shape
 from .ops import apply, structural
-from .structural import _tensor, batched, max, mean, reshape
+from .structural import _tensor, batched, max, mean, reshape, transpose
 
 _SPATIAL = "patches needs an input of shape (N, C, H, W) with static H and W"
 
@@ -211,11 +211,12 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     p = patches(x, kernel, stride, pad, dilation)
     oh, ow = p.shape[4:]
     k = per_group * kernel[0] * kernel[1]
-    if groups == 1:
-        y = reshape(w, (o, k)) @ reshape(p, (n, k, oh * ow))
+    if groups == 1:   # one product for the whole batch: (O, K) @ (K, N*P), the batch among the columns
+        cols = reshape(transpose(p, (1, 2, 3, 0, 4, 5)), (k, n * oh * ow))
+        y = transpose(reshape(reshape(w, (o, k)) @ cols, (o, n, oh, ow)), (1, 0, 2, 3))
     else:   # one product per group, batched: (G, O/G, K) @ (N, G, K, P)
         y = reshape(w, (groups, o // groups, k)) @ reshape(p, (n, groups, k, oh * ow))
-    y = reshape(y, (n, o, oh, ow))
+        y = reshape(y, (n, o, oh, ow))
     if b is not None:
         y = y + reshape(_tensor(b, "conv2d"), (o, 1, 1))
     return _as_layer(start, x, y, _label("conv2d", kernel, stride, pad, dilation, groups))
