@@ -171,19 +171,7 @@ def peer_jax(reps, target):
         h2 = jax.nn.relu(h1 @ W2.T + b2)
         return -jnp.mean(jnp.sum(y * jax.nn.log_softmax(h2 @ W3.T + b3), axis=1))
 
-    @jax.jit
-    def step(p, x, y):
-        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
-        return loss, tuple(a - LR * b for a, b in zip(p, g))
-
-    state = {"p": p}
-
-    def run():
-        loss, state["p"] = step(state["p"], xj, yj)
-        jax.block_until_ready(state["p"])
-        return loss
-    loss0 = float(run())
-    t = C.median_time(run, reps, warmup=10)
+    t, loss0 = C.jax_sgd_step(loss_fn, p, (xj, yj), LR, reps)
     return {"step_s": t, "loss0": loss0, "version": jax.__version__, "device": jax.default_backend()}
 
 

@@ -61,3 +61,13 @@ def test_peers_say_where_they_ran(monkeypatch):
     assert C.peer_label("torch", {"version": "2.0", "device": "cuda", "threads": 2}) == "PyTorch eager 2.0 on the GPU"
     assert C.peer_label("jax", {"version": "0.4", "device": "gpu"}) == "JAX jit 0.4 on the GPU"
     assert C.peer_label("jax", {"version": "0.4", "device": "cpu"}) == "JAX jit 0.4"
+
+
+def test_the_conv_benchmark_agrees_with_pytorch(monkeypatch, capsys):
+    """LeNet-5's step on numpy beside PyTorch: the benchmark returns 1 where graphc's loss at
+    step 0 disagrees with PyTorch's (the same weights and data)."""
+    bench = _load("conv", monkeypatch)
+    assert bench.main(["--target", "numpy", "--quick", "--peers", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert "| graphc (numpy) with gc.optim.SGD" in out and "| PyTorch eager" in out
+    assert "graphc (numpy) / PyTorch eager:" in out and "first result:" in out
