@@ -195,7 +195,8 @@ def _check_input(x, fn, what="x", rank=4, layout="(N, C, H, W)"):
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """PyTorch's conv2d: x (N, C, H, W), w (O, C/groups, kh, kw), b (O,) -> (N, O, OH, OW).
-    It is one matrix product of the weights with the patches of x (im2col)."""
+    It is one matrix product of the weights with the patches of x (im2col), the whole batch
+    among its columns: one large product rather than one per example."""
     x, w = _check_input(x, "conv2d"), _check_input(w, "conv2d", "w", layout="(O, C/groups, kh, kw)")
     start = len(x.graph.nodes)
     n, c = x.shape[:2]
