@@ -40,25 +40,19 @@ def _unpatches_shape(attrs, g):
     return tuple(g[:2]) + tuple(attrs["size"])
 
 
-def _window_index(attrs, out_shape):
-    """For each spatial axis: the input row read by (kernel offset i, output row o), and
-    whether it lies inside the input (outside is padding)."""
-    rows = []
-    for k in range(2):
-        i = np.arange(attrs["kernel"][k])[:, None]
-        o = np.arange(out_shape[k])[None, :]
-        r = o * attrs["stride"][k] - attrs["padding"][k][0] + i * attrs["dilation"][k]
-        rows.append(r)
-    return rows
+def _window_index(kernel, stride, padding, dilation, out_shape):
+    """For each spatial axis, the input row that kernel offset i and output row o read:
+    an array [i, o] (rows outside [0, size) are padding)."""
+    return [np.arange(out_shape[k])[None, :] * stride[k] - padding[k][0] + np.arange(kernel[k])[:, None] * dilation[k]
+            for k in range(2)]
 
 
 def _patches_ref(x, kernel, stride, padding, dilation, fill):
     """NumPy reference: a loop over the kernel's offsets (the tests' and the diagrams')."""
     x = np.asarray(x)
     n, c, h, w = x.shape
-    attrs = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
     oh, ow = (_out_size((h, w)[k], kernel[k], stride[k], padding[k], dilation[k]) for k in range(2))
-    rows, cols = _window_index(attrs, (oh, ow))
+    rows, cols = _window_index(kernel, stride, padding, dilation, (oh, ow))
     out = np.full((n, c, kernel[0], kernel[1], oh, ow), -np.inf if fill == "-inf" else 0.0,
                   dtype=np.result_type(x, 1.0))
     for i in range(kernel[0]):
@@ -73,8 +67,7 @@ def _patches_ref(x, kernel, stride, padding, dilation, fill):
 def _unpatches_ref(g, kernel, stride, padding, dilation, size):
     g = np.asarray(g)
     n, c = g.shape[:2]
-    attrs = dict(kernel=kernel, stride=stride, padding=padding, dilation=dilation)
-    rows, cols = _window_index(attrs, g.shape[4:])
+    rows, cols = _window_index(kernel, stride, padding, dilation, g.shape[4:])
     out = np.zeros((n, c) + tuple(size), dtype=np.result_type(g, 1.0))
     for i in range(kernel[0]):
         for j in range(kernel[1]):
@@ -83,10 +76,6 @@ def _unpatches_ref(g, kernel, stride, padding, dilation, size):
             block = g[:, :, i, j][:, :, ok_r][:, :, :, ok_q]
             np.add.at(out, (slice(None), slice(None), r[ok_r][:, None], q[ok_q][None, :]), block)
     return out
-
-
-def _window_attrs(attrs):
-    return {k: attrs[k] for k in ("kernel", "stride", "padding", "dilation")}
 
 
 def _merged(t, x, f):

@@ -65,14 +65,22 @@ def _reshape(node, args, ctx, name):
 
 
 
-def _patches(node, args, ctx, name):
-    """im2col and col2im: loop nests in the module (conv.py.j2)."""
+def _window(node):
+    """The window's stride, leading padding and dilation, as conv.py.j2's loops take them."""
     a = node.attr
-    window = (*a["stride"], a["padding"][0][0], a["padding"][1][0], *a["dilation"])
-    if node.op.name == "patches":
-        fill = f"-{ctx.np}.inf" if a["fill"] == "-inf" else "0.0"
-        return f"__patches({args[0]}, {', '.join(map(str, (*a['kernel'], *window, *node.shape[4:])))}, {fill})"
-    return f"__unpatches({args[0]}, {', '.join(map(str, (*a['size'], *window)))})"
+    return (*a["stride"], a["padding"][0][0], a["padding"][1][0], *a["dilation"])
+
+
+def _patches(node, args, ctx, name):
+    """im2col: a loop nest in the module (conv.py.j2)."""
+    fill = f"-{ctx.np}.inf" if node.attr["fill"] == "-inf" else "0.0"
+    sizes = (*node.attr["kernel"], *_window(node), *node.shape[4:])
+    return f"__patches({args[0]}, {', '.join(map(str, sizes))}, {fill})"
+
+
+def _unpatches(node, args, ctx, name):
+    """col2im: a loop nest in the module (conv.py.j2)."""
+    return f"__unpatches({args[0]}, {', '.join(map(str, (*node.attr['size'], *_window(node))))})"
 
 
 OPS = {
@@ -82,7 +90,7 @@ OPS = {
     "reshape": _reshape,
     "broadcast_like": _broadcast, "broadcast_to": _broadcast,
     "tri": _tri,
-    "patches": _patches, "unpatches": _patches,
+    "patches": _patches, "unpatches": _unpatches,
     **integers.OPS,
 }
 
