@@ -8,6 +8,10 @@ A graph of scalars called with arrays runs once per example: the arrays are
 broadcast together and each example goes through the scalar code (on the
 compiled targets, the module's `*_each` functions; on NumPy, the flat code
 itself, which is NumPy on arrays). CUDA device arrays pass through unconverted.
+
+A CompiledGraph pickles as its module's text and its Signature, never its graph: the
+receiver (another process, another machine) writes the text into its own cache and
+imports it, so a function travels without the graph or the compiler's work.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import TARGETS
+from .codegen import cache
+from .graph import travel  # noqa: F401  (fills ir.BEHAVIOUR["pickle"]: graphs pickle where graphc is imported)
 from .graph.ir import GraphError, format_shape, html_summary
 
 
@@ -40,27 +47,53 @@ def is_scalar_graph(graph):
         all(n.shape == () for _, n in graph.outputs)
 
 
+class Signature:
+    """What the checks around a module read of its graph: the name, each input's and
+    output's (name, shape, dtype), how forward returns, the indices' ranges, and whether
+    the flat code runs on arrays. It travels where a compiled function is pickled."""
+
+    def __init__(self, graph):
+        self.name = graph.name
+        self.inputs = tuple((n.name, n.shape, n.dtype) for n in graph.inputs)
+        self.outputs = tuple((name, n.shape, n.dtype) for name, n in graph.outputs)
+        self.output_kind = graph.output_kind
+        self.per_example = is_scalar_graph(graph)
+        self.ranges = {name: d[1] for name, d in graph.domains.items() if isinstance(d, tuple) and d[0] == "index"}
+        self.vectorises = all(n.op.elementwise or n.op.kind in ("input", "const", "alias") for n in graph.nodes)
+
+
+def _compiled_from(signature, target, dtype, wrt, source):
+    """A pickled CompiledGraph, where it lands: the module's text written into this
+    machine's cache (on the same machine, the sender's very file, so that Numba's cache of
+    it serves every process there) and imported."""
+    path = cache.store(signature.name, source)
+    return CompiledGraph(signature, TARGETS[target], dtype, wrt, source, path, cache.load(path, source))
+
+
 class CompiledGraph:
     """The compiled functions of one graph, with argument checks around them."""
 
     def __init__(self, graph, target, dtype, wrt, source, path, module):
-        self.graph = graph
+        """`graph`: the Graph, or only its Signature (a function that was pickled)."""
+        sig = graph if isinstance(graph, Signature) else Signature(graph)
+        self._graph = None if sig is graph else graph
+        self._sig = sig
         self.backend = target          # the Target (graphc.backends): what the module can do
         self.target = target.name
         self.dtype = dtype
-        self.inputs = graph.input_names
+        self.inputs = tuple(name for name, _, _ in sig.inputs)
         self.wrt = tuple(wrt)
-        self.outputs = graph.output_names
+        self.outputs = tuple(name for name, _, _ in sig.outputs)
         self.source = source
         self.path = Path(path)
         self.module = module
         self._np_dtype = np.dtype(dtype)
-        self._out_shape = graph.outputs[0][1].shape
-        self._per_example = is_scalar_graph(graph)
+        self._out_shape = sig.outputs[0][1]
+        self._per_example = sig.per_example
         # Numba's compiled scalar functions take and return Python floats as they are:
         # a call with floats only goes straight to them (the wrapper would cost ~10x the work)
         self._direct = (target.native_scalars and dtype == "float64" and self._per_example
-                        and graph.output_kind == "single" and all(n.dtype == "float" for n in graph.inputs))
+                        and sig.output_kind == "single" and all(d == "float" for _, _, d in sig.inputs))
         self._all_floats = (float,) * len(self.inputs)
         if self._direct:   # instance attributes: a call finds them before the checked methods
             self.forward = self._straight_to("forward", self.forward)
@@ -68,26 +101,34 @@ class CompiledGraph:
         # each input's declared shape as checks: a size, a symbol's name (bound by the call)
         # or None (an expression of other dims); printing a SymPy symbol at every call is slow
         self._declared = {name: tuple(_check_of(d) for d in shape) for name, shape in
-                          [(n.name, n.shape) for n in graph.inputs] + [("grad_out", self._out_shape)]}
+                          [(name, shape) for name, shape, _ in sig.inputs] + [("grad_out", self._out_shape)]}
         # integer inputs come as int64 (and indices within their axis); integer outputs stay integers
-        self._dtypes = {n.name: np.dtype(np.int64) if n.dtype == "int" else self._np_dtype for n in graph.inputs}
-        self._ranges = {name: d[1] for name, d in graph.domains.items()
-                        if isinstance(d, tuple) and d[0] == "index" and self._dtypes[name].kind == "i"}
-        self._int_outputs = tuple(n.dtype == "int" for _, n in graph.outputs)
-        self._vectorises = all(n.op.elementwise or n.op.kind in ("input", "const", "alias")
-                               for n in graph.nodes)
+        self._dtypes = {name: np.dtype(np.int64) if d == "int" else self._np_dtype for name, _, d in sig.inputs}
+        self._ranges = {name: n for name, n in sig.ranges.items() if self._dtypes[name].kind == "i"}
+        self._int_outputs = tuple(d == "int" for _, _, d in sig.outputs)
+        self._vectorises = sig.vectorises
+
+    @property
+    def graph(self):
+        if self._graph is None:
+            raise GraphError(f"graph '{self._sig.name}': this compiled function was unpickled, and only its "
+                             "module travels, not its graph; pickle the graph too where it is needed")
+        return self._graph
+
+    def __reduce__(self):
+        return (_compiled_from, (self._sig, self.target, self.dtype, self.wrt, self.source))
 
     def __repr__(self):
-        return (f"<graphc.CompiledGraph {self.graph.name}({', '.join(self.inputs)}) "
+        return (f"<graphc.CompiledGraph {self._sig.name}({', '.join(self.inputs)}) "
                 f"target={self.target} dtype={self.dtype}>")
 
     def _repr_svg_(self):   # in a notebook: the graph's diagram under a table, as a Graph shows
-        return self.graph._repr_svg_()
+        return None if self._graph is None else self._graph._repr_svg_()
 
     def _repr_html_(self):
-        rows = ([("input" + (", wrt" if n.name in self.wrt else ""), n.name, n.shape) for n in self.graph.inputs]
-                + [("output", name, n.shape) for name, n in self.graph.outputs])
-        return html_summary(f"{self.graph.name} compiled for {self.target} ({self.dtype}): {self.path}",
+        rows = ([("input" + (", wrt" if name in self.wrt else ""), name, shape) for name, shape, _ in self._sig.inputs]
+                + [("output", name, shape) for name, shape, _ in self._sig.outputs])
+        return html_summary(f"{self._sig.name} compiled for {self.target} ({self.dtype}): {self.path}",
                             rows, self._repr_svg_())
 
     def _straight_to(self, name, checked):
@@ -176,7 +217,7 @@ class CompiledGraph:
 
     # -- argument handling
     def _fail(self, fn, message):
-        raise GraphError(f"graph '{self.graph.name}': {fn}(): {message}")
+        raise GraphError(f"graph '{self._sig.name}': {fn}(): {message}")
 
     def _bind(self, fn, args, kwargs):
         """(values in input order, bound symbolic dimensions, the per-example shape or None)."""
@@ -193,8 +234,8 @@ class CompiledGraph:
         if missing:
             self._fail(fn, f"missing input(s) {', '.join(missing)}")
         dims, values = {}, []
-        for node in self.graph.inputs:
-            values.append(self._convert_in(fn, node.name, given[node.name], node.shape, dims))
+        for name, shape, _ in self._sig.inputs:
+            values.append(self._convert_in(fn, name, given[name], shape, dims))
         if self._ranges:
             self._check_indices(fn, values, dims)
         batch = None
@@ -286,12 +327,12 @@ class CompiledGraph:
         return value
 
     def _outputs(self, value):
-        if self.graph.output_kind == "single":
+        if self._sig.output_kind == "single":
             return self._convert(value, self._int_outputs[0])
         if len(self.outputs) == 1:   # the module returns one value bare, even from a 1-tuple or dict
             value = (value,)
         values = tuple(self._convert(v, integer) for v, integer in zip(value, self._int_outputs))
-        return dict(zip(self.outputs, values)) if self.graph.output_kind == "dict" else values
+        return dict(zip(self.outputs, values)) if self._sig.output_kind == "dict" else values
 
 
 def _check_of(d):

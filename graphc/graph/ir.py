@@ -138,7 +138,8 @@ def concrete_shape(shape, dims):
 # none of them; they fill this table when imported (and `import graphc` imports them
 # all): "call" (frontend.py) inlines a graph into the one being traced, "text"
 # (lower/dump.py) is the dump that names values as the generated code does, "svg"
-# (graphc/__init__.py) the diagram a notebook shows, or None.
+# (graphc/__init__.py) the diagram a notebook shows, or None; "pickle" (graph/travel.py,
+# which runtime.py imports) how a graph pickles.
 BEHAVIOUR = {}
 
 
@@ -277,6 +278,9 @@ class Graph:
     def _repr_html_(self):
         return html_summary(f"graph {self.name}", [("input", n.name, n.shape) for n in self.inputs]
                             + [("output", name, n.shape) for name, n in self.outputs], self._repr_svg_())
+
+    def __reduce__(self):   # pickling (graph/travel.py): the nodes as a flat list, ops by name
+        return BEHAVIOUR["pickle"](self)
 
 
 def html_summary(title, rows, svg=None):
