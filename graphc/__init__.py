@@ -69,7 +69,12 @@ def render(graph, values=None, path=None, **options):
 
 
 def __getattr__(name):
-    """An unknown `gc.<name>`: the error names the closest that exist (gc.sigmod: gc.sigmoid)."""
+    """gc.distributed, imported on first use (Dask is an optional extra, which `import graphc`
+    never imports); an unknown `gc.<name>`: the error names the closest that exist
+    (gc.sigmod: gc.sigmoid)."""
+    if name == "distributed":
+        import importlib
+        return importlib.import_module(".distributed", __name__)
     import difflib
     public = [n for n in globals() if not n.startswith("_")]
     close = difflib.get_close_matches(name, public, n=3, cutoff=0.6)

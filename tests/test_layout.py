@@ -19,6 +19,7 @@ LAYERS = [
     ["graphc.runtime"],
     ["graphc.compiler"],
     ["graphc.diagrams", "graphc.train"],
+    ["graphc.distributed"],          # Dask: DataParallel, train, sweep (an optional extra)
     ["graphc.cli"],
     ["graphc", "graphc.__main__"],   # the public API: `import graphc as gc`
 ]

@@ -1,0 +1,178 @@
+"""Data-parallel training on Dask: the 784-256-128-10 MLP's SGD step over worker processes.
+
+    python bench/distributed.py [--target numba] [--dtype float64] [--examples 60000]
+                                [--batch 4096] [--steps 30] [--workers 1,2] [--quick]
+
+Steps per second of synchronous data-parallel SGD with gc.distributed (a LocalCluster of 1,
+then 2 worker processes, one thread each, BLAS single-threaded in each; the data scattered
+once, each step's minibatch drawn from the shards on the workers by DataParallel.rows, its
+gradient reduced on the workers, gc.optim.SGD's update on the driver), beside one process
+without Dask running the same step (fn.value_and_grad on the minibatch, the same update),
+with BLAS and Numba on 1 thread and on the machine's default threads. Each no-Dask run is a
+fresh subprocess (a thread count is fixed when NumPy and Numba load).
+
+The data are synthetic: 60,000 examples of 784 standard normal features, labelled by a
+random linear teacher (one-hot), softmax cross-entropy (a mean over the batch, which
+DataParallel reduces as a weighted mean of the shards' values and gradients).
+
+Printed: milliseconds and steps per second, the speedup of 2 workers over 1 (the goal of
+issue 16 is 1.6x at batch 4,096) and the scaling efficiency (speedup / workers), and the
+time per step spent in Dask: a Dask step's time less one process's time for the largest
+shard's share of the batch at 1 thread, that is scheduling, the parameters' and gradients'
+transfers and the tree's additions. The first Dask step's loss is checked against
+fn.value_and_grad on the same minibatch in this process.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+# this file has the name of Dask's package: with its folder on sys.path (as a script's is),
+# `import distributed` would find this file, here and in Dask's worker processes
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+
+import numpy as np   # noqa: E402
+
+import graphc as gc   # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("_common", os.path.join(HERE, "_common.py"))
+C = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(C)
+
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                     "NUMBA_NUM_THREADS")}
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="numba", choices=sorted(gc.TARGETS))
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    p.add_argument("--examples", type=int, default=60_000)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
+    p.add_argument("--workers", default="1,2", help="comma-separated numbers of Dask worker processes")
+    p.add_argument("--quick", action="store_true", help="a small run: 4,000 examples, batch 512, 5 steps")
+    p.add_argument("--single", type=int, help=argparse.SUPPRESS)   # internal: the no-Dask run, N threads
+    args = p.parse_args()
+    if args.quick:
+        args.examples, args.batch, args.steps = 4_000, 512, 5
+    args.workers = [int(k) for k in args.workers.split(",")]
+    return args
+
+
+def data(args):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.examples, 784)).astype(args.dtype)
+    teacher = rng.standard_normal((784, 10))
+    y = np.eye(10, dtype=args.dtype)[np.argmax(x @ teacher, axis=1)]
+    params = {}
+    for i, (fan_in, fan_out) in enumerate(zip((784, 256, 128), (256, 128, 10)), start=1):
+        params[f"W{i}"] = (rng.standard_normal((fan_out, fan_in)) * np.sqrt(2 / fan_in)).astype(args.dtype)
+        params[f"b{i}"] = np.zeros(fan_out, dtype=args.dtype)
+    return x, y, params
+
+
+def compiled(args):
+    return gc.compile(gc.graph(C.mlp, name="mlp", wrt=C.MLP_PARAMS), target=args.target, dtype=args.dtype)
+
+
+def batches(n, batch, seed=1):
+    """Each step's examples: shuffled epochs, as gc.data.minibatches draws them."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - batch + 1, batch):
+            yield order[start:start + batch]
+
+
+def single(args):
+    """One process, no Dask: seconds per step at the batch and at its shares (batch / workers)."""
+    fn, (x, y, params) = compiled(args), data(args)
+    out = {}
+    for size in sorted({-(-args.batch // k) for k in [1, *args.workers]}):
+        opt, rows = gc.optim.SGD(0.1), batches(args.examples, size)
+
+        def step():
+            idx = next(rows)
+            _, grads = fn.value_and_grad(x[idx], y[idx], **params)
+            opt.step(params, grads)
+        out[size] = C.median_time(step, max(args.steps, 5), warmup=3)
+    return out
+
+
+def on_dask(args, workers, fn, x, y, params):
+    """(seconds per step, first step's loss, that step's examples) with `workers` processes."""
+    params, opt = {k: v.copy() for k, v in params.items()}, gc.optim.SGD(0.1)
+    client = gc.distributed.local_client(workers)
+    try:
+        dp = gc.distributed.DataParallel(fn, client).scatter(x=x, y=y)
+        rows = batches(args.examples, args.batch)
+
+        def step():
+            idx = next(rows)
+            value, grads = dp.value_and_grad(dp.rows(idx), **params)
+            opt.step(params, grads)
+            return value, idx
+        first = step()
+        for _ in range(2):
+            step()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        seconds = (time.perf_counter() - start) / args.steps
+    finally:
+        gc.distributed.close_local(client)
+    return seconds, first
+
+
+def main():
+    args = parse()
+    if args.single is not None:
+        print(C.RESULT_TAG + json.dumps({str(k): v for k, v in single(args).items()}), flush=True)
+        return
+    fn, (x, y, params) = compiled(args), data(args)
+    alone = {}
+    for threads in (1, None):
+        env = {**os.environ, **(ONE_THREAD if threads == 1 else {})}
+        argv = [a for a in sys.argv[1:]] + ["--single", str(threads or 0)]
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], capture_output=True, text=True,
+                              env=env)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith(C.RESULT_TAG)]
+        if proc.returncode or not lines:
+            sys.exit(f"the no-Dask run failed:\n{proc.stderr[-2000:]}")
+        alone[threads] = {int(k): v for k, v in json.loads(lines[-1][len(C.RESULT_TAG):]).items()}
+    dask = {}
+    for k in args.workers:
+        seconds, (value, idx) = on_dask(args, k, fn, x, y, params)
+        reference, _ = fn.value_and_grad(x[idx], y[idx], **params)
+        assert abs(value - reference) <= 1e-9 * abs(reference), (value, reference)
+        dask[k] = seconds
+    report(args, alone, dask)
+
+
+def report(args, alone, dask):
+    print(f"Data-parallel SGD step, MLP 784-256-128-10, {args.examples:,} examples, batch {args.batch:,}, "
+          f"{args.target} target, {args.dtype} ({C.machine_line()})\n")
+    rows = [(f"one process, no Dask, {'1 thread' if t == 1 else 'default threads'}", alone[t][args.batch], None)
+            for t in (1, None)]
+    base = dask.get(1)
+    for k, seconds in dask.items():
+        share = alone[1][-(-args.batch // k)]
+        rows.append((f"Dask, {k} worker process{'es' if k > 1 else ''}", seconds, seconds - share))
+    C.table(["run", "ms/step", "steps/s", "vs 1 worker", "in Dask, ms/step"],
+            [(label, f"{s * 1e3:.1f}", f"{1 / s:.2f}", f"{base / s:.2f}x" if base and label.startswith("Dask") else "",
+              f"{overhead * 1e3:.1f}" if overhead is not None else "") for label, s, overhead in rows])
+    if base and 2 in dask:
+        speedup = base / dask[2]
+        print(f"\n2 workers: {speedup:.2f}x one worker (goal 1.6x), scaling efficiency {speedup / 2:.0%}; "
+              f"against one process without Dask at 1 thread {alone[1][args.batch] / dask[2]:.2f}x, "
+              f"at default threads {alone[None][args.batch] / dask[2]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

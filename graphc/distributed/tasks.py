@@ -1,0 +1,60 @@
+"""What runs on the workers: one shard's value and gradients, the pairwise sums of the
+reduction tree, a minibatch's rows. Top-level functions of graphc, so that Dask sends them
+by name (every worker has graphc installed); the compiled function itself arrives pickled
+(its module's text, graphc/runtime.py) once per worker.
+
+A shard's part of the result is already weighted (a mean's share of the examples), so that
+the tree only adds: its order is fixed by the shards' numbers, whatever worker holds what,
+and so are the sums' roundings.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .reduction import MEAN, SUM, Rows
+
+
+def shard_step(fn, shard, common, params, rows, weight, kinds):
+    """`fn.value_and_grad` on one shard (its `rows`, or all of it), each output made ready
+    for the tree: a mean times `weight`, a sum as it is, rows as a list of pieces."""
+    inputs = dict(common)
+    inputs.update(params)
+    for name, values in shard.items():
+        inputs[name] = values if rows is None else values[rows]
+    value, grads = fn.value_and_grad(**inputs)
+    values = as_outputs(fn, value)
+    if kinds[0] == MEAN or kinds[0] is None:   # the loss's kind decides the gradients'
+        grads = tuple(np.multiply(g, weight) for g in grads)
+    parts = tuple(np.multiply(v, weight) if kind == MEAN else [v] if isinstance(kind, Rows) else v
+                  for v, kind in zip(values, kinds))
+    return parts, grads
+
+
+def combine(a, b, kinds):
+    """Two partial results as one: sums added, rows' pieces joined, a batch-independent
+    output kept (it is the same on every shard)."""
+    (values_a, grads_a), (values_b, grads_b) = a, b
+    values = tuple(x + y if kind in (MEAN, SUM) or isinstance(kind, Rows) else x
+                   for x, y, kind in zip(values_a, values_b, kinds))
+    return values, tuple(np.add(x, y) for x, y in zip(grads_a, grads_b))
+
+
+def as_outputs(fn, value):
+    """A value as fn.value_and_grad returns it, as a tuple of its outputs."""
+    if len(fn.outputs) == 1 and not isinstance(value, (tuple, dict)):
+        return (value,)
+    return tuple(value.values()) if isinstance(value, dict) else tuple(value)
+
+
+def shard_size(shard):
+    return len(next(iter(shard.values())))
+
+
+def load_shard(loader, k, dtypes):
+    """Shard `k` as `loader(k)` gives it (a dict of input name -> array, the examples along
+    the first axis), in the compiled function's dtypes."""
+    shard = loader(k)
+    if not isinstance(shard, dict) or not shard:
+        raise TypeError(f"a shard loader returns a dict of input name -> array; loader({k}) returned "
+                        f"{type(shard).__name__}")
+    return {name: np.ascontiguousarray(values, dtype=dtypes.get(name)) for name, values in shard.items()}
