@@ -1,5 +1,6 @@
 """Shared pieces of the runtime benchmarks: timing, peers in fresh subprocesses, tables."""
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -81,6 +82,16 @@ def run_peers(script, args, argv):
     return results, skipped
 
 
+def example(name):
+    """A model file of examples/ (train_spiral, train_lenet), imported once."""
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def jax_platform(gpu):
     """Call in a peer before importing JAX, which takes a GPU wherever it finds one: a peer
     measured against graphc on the CPU is told to use the CPU."""
@@ -114,6 +125,19 @@ def _without_option(argv, option):
         elif not a.startswith(option + "="):
             out.append(a)
     return out
+
+
+@contextlib.contextmanager
+def busy_process():
+    """A loaded machine: another process spinning on one core (a Python loop) while the block
+    runs, started here and killed on leaving it."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.3)   # running before anything is timed
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def emit(result):
@@ -166,6 +190,12 @@ def machine_line():
     import numpy
     return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
             f"NumPy {numpy.__version__}")
+
+
+def load_line():
+    """The machine's load average over the last minute (processes running or waiting for a
+    core), as `uptime` says: another user's work shows there."""
+    return f"load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "load average unknown"
 
 
 def table(headers, rows, aligns=None):

@@ -174,3 +174,35 @@ def test_the_mkl_runtime_pattern_names_each_platforms_library():
         assert re.fullmatch(blas.MKL_RUNTIME, name), name
     for name in ("libmkl_core.so.3", "libmkl_rt.so.3.py", "mkl_rt.h"):
         assert not re.fullmatch(blas.MKL_RUNTIME, name), name
+
+
+def test_small_products_run_on_one_mkl_thread_unless_the_environment_sets_them(tmp_path, monkeypatch):
+    """MKL_VERBOSE prints each product's thread count: one for a product below the module's
+    size (32x16 @ 16x16); where MKL_NUM_THREADS is set, what it says for that product and a
+    large one (128x128 @ 128x128). The second process runs the code Numba cached in the first:
+    the module reads the environment as products run."""
+    if blas.mkl_library() is None:
+        pytest.skip("MKL is not installed")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: every product runs on one thread")
+    monkeypatch.setenv("GRAPHC_BLAS", "mkl")
+
+    @gc.graph
+    def product(a: gc.Tensor["M", "K"], b: gc.Tensor["K", "N"]):
+        return a @ b
+    gc.compile(product, target="numba", path=tmp_path / "product_graphc.py")
+    script = textwrap.dedent("""
+        import numpy as np
+        import product_graphc as m
+        m.forward(np.ones((32, 16)), np.ones((16, 16)))
+        m.forward(np.ones((128, 128)), np.ones((128, 128)))
+    """)
+
+    def threads(**env):
+        env = {k: v for k, v in os.environ.items() if k not in ("MKL_NUM_THREADS", "OMP_NUM_THREADS")} | env
+        run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                             env={**env, "MKL_VERBOSE": "1"})
+        assert run.returncode == 0, run.stderr
+        return [int(line.rsplit("NThr:", 1)[1].split()[0]) for line in run.stdout.splitlines() if "DGEMM(" in line]
+    assert threads()[0] == 1
+    assert threads(MKL_NUM_THREADS="2") == [2, 2]
