@@ -192,6 +192,20 @@ def machine_line():
             f"NumPy {numpy.__version__}")
 
 
+def checkout():
+    """The checkout's commit (and whether files differ from it), where graphc runs from one."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True)
+    except OSError:
+        return None
+    if head.returncode:
+        return None
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
 def load_line():
     """The machine's load average over the last minute (processes running or waiting for a
     core), as `uptime` says: another user's work shows there."""

@@ -71,3 +71,31 @@ def test_the_conv_benchmark_agrees_with_pytorch(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "| graphc (numpy) with gc.optim.SGD" in out and "| PyTorch eager" in out
     assert "graphc (numpy) / PyTorch eager:" in out and "first result:" in out
+
+
+def test_the_small_models_benchmark_runs_quiet_and_loaded(monkeypatch, capsys):
+    """micrograd's MLP alone, the numpy target measured against itself (Numba's compile of
+    the models would take the suite tens of seconds): both conditions, the busy process
+    started and stopped."""
+    bench = _load("small_models", monkeypatch)
+    monkeypatch.setattr(bench, "MODELS", {"micrograd": bench.MODELS["micrograd"]})
+    monkeypatch.setattr(bench, "TARGETS", ("numpy", "numpy"))
+    assert bench.main(["--quick", "--peers", ""]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| micrograd's MLP 2-16-16-1, batch 100 ") == 2
+    assert "\nquiet (load average " in out and ", then a process spinning on one core beside):" in out
+    assert "goal: the numpy target's step at most 0.7x the numpy target's" in out
+
+
+def test_the_compile_time_benchmark_times_fresh_processes(monkeypatch, capsys):
+    """Two tiny chains in fresh processes on numpy, cold and warm; then a timeout too short
+    for any process, which the table says rather than waits for."""
+    bench = _load("compile_time", monkeypatch)
+    monkeypatch.syspath_prepend(str(BENCH))   # the children import the benchmark's modules
+    assert bench.main(["--rows", "chain12,chain120", "--targets", "numpy", "--peers", ""]) == 0
+    out = capsys.readouterr().out
+    assert "| scalar chain, 12 ops " in out and "| scalar chain, 120 ops " in out
+    assert "chain12 -> chain120 (10x): numpy cold " in out and "Every implementation's first value agrees." in out
+    assert bench.main(["--rows", "chain12", "--targets", "numpy", "--peers", "", "--timeout", "0.01"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| scalar chain, 12 ops"))
+    assert [cell.strip() for cell in row.split("|")[2:-1]] == ["", "> 0.01 s", "-"]
