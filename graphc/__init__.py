@@ -36,7 +36,7 @@ from .graph.nn import (
     softmax, log_softmax, logsumexp, softmax_cross_entropy, mse, binary_cross_entropy,
     binary_cross_entropy_with_logits, l1, l2, linear, dropout, batch_norm, layer_norm, maxout,
 )
-from .frontend import graph, scope, variant
+from .frontend import graph, scope, variant, scan
 from .autodiff import grad, jvp, jacobian, hessian, hvp
 from .compiler import compile
 from .runtime import CompiledGraph

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 
 from .autodiff import resolve_wrt
 from .graph import ops
-from .graph.ir import BEHAVIOUR, Graph, GraphError, Where
-from .graph.names import Namer, check_name
+from .graph.ir import BEHAVIOUR, Graph, GraphError, Where, format_shape, located
+from .graph.names import Namer, check_name, user_names
+from .graph.scan import loop
 from .graph.tensor import Tensor, TensorSpec
 
 # The graphs being traced, innermost last: gc.scope labels the nodes of the innermost.
@@ -183,4 +184,129 @@ def inline(graph: Graph, args):
     return outs[0] if graph.output_kind == "single" else tuple(outs)
 
 
-BEHAVIOUR["call"] = inline   # calling a graph inside a trace inlines it
+BEHAVIOUR["call"] = inline
+
+
+# ---- gc.scan: a loop in the graph ----------------------------------------------------
+
+def scan(step, init, xs=None, length=None, reverse=False):
+    """JAX's `lax.scan`: `step(carry, x) -> (carry, y)` runs once per slice x of `xs` along
+    their leading axis (or `length` times, x None), last slice first with `reverse=True`;
+    returns `(carry, ys)`: the last carry, and the ys stacked on a new leading axis. A
+    carry, x and y may each be a value or a tuple of values (y also None). The step is
+    traced once into a graph of its own, whose inputs are the carry, a slice, and the
+    values of the model it reads (its weights). The code is a `for` loop calling one
+    function for the step, and the backward pass another such loop, which keeps each
+    step's incoming carry and recomputes the rest of the step from it."""
+    if not callable(step):
+        raise GraphError(f"gc.scan needs a step function step(carry, x) -> (carry, y), got {step!r}")
+    carries, carry_kind = _leaves(init, "init")
+    slices, xs_kind = _leaves(xs, "xs") if xs is not None else ([], None)
+    outer = next((v.graph for v in carries + slices if isinstance(v, Tensor)), None) \
+        or (_TRACING[-1] if _TRACING else None)
+    if outer is None:
+        raise GraphError("gc.scan is used outside a graph being traced: use it inside a function "
+                         "decorated with @gc.graph")
+    carries = [ops.as_node(outer, v) for v in carries]   # numbers become constants
+    slices = [ops.as_node(outer, v) for v in slices]
+    steps = _length(outer, slices, length)
+    code = getattr(step, "__code__", None)
+    body = Graph(_step_name(step), Where(code.co_filename, code.co_firstlineno) if code else None)
+    carry_name, x_name = _parameter_names(outer, step)
+    for k, node in enumerate(carries):
+        ops.add_input(body, carry_name if carry_kind == "single" else f"{carry_name}{k}", node.shape, node.dtype)
+    for k, node in enumerate(slices):
+        ops.add_input(body, x_name if xs_kind == "single" else f"{x_name}{k}", node.shape[1:], node.dtype)
+    body._parent, body._captured = outer, {}
+    _TRACING.append(body)
+    body._code = code
+    try:
+        result = step(_rebuild([Tensor(body, n) for n in body.inputs[:len(carries)]], carry_kind),
+                      _rebuild([Tensor(body, n) for n in body.inputs[len(carries):]], xs_kind))
+        _step_outputs(body, result, carries, carry_kind, carry_name)
+    finally:
+        _TRACING.pop()
+        body._code = None
+    captured = list(body._captured)
+    del body._parent, body._captured
+    siblings = loop(body, [Tensor(outer, n) for n in carries], [Tensor(outer, n) for n in slices],
+                    [Tensor(outer, n) for n in captured], steps, reverse)
+    c, n = len(carries), len(body.outputs) - len(carries)
+    ys = _rebuild(siblings[c:c + n], body.ys_kind)
+    return _rebuild(siblings[:c], carry_kind), ys
+
+
+def _leaves(value, what):
+    """([values], kind): one value ("single"), or a tuple or list of them ("tuple")."""
+    if isinstance(value, (tuple, list)):
+        if not value:
+            raise GraphError(f"gc.scan: {what} is empty; give a value or a tuple of values")
+        return list(value), "tuple"
+    return [value], "single"
+
+
+def _rebuild(values, kind):
+    return None if kind is None else values[0] if kind == "single" else tuple(values)
+
+
+def _length(outer, slices, length):
+    """The number of steps: the xs' common leading dimension, or `length`."""
+    for node in slices:
+        if node.shape == ():
+            raise GraphError(f"{located(outer)}: gc.scan: xs must have a leading axis to scan along, "
+                             "got a scalar")
+    found = {node.shape[0] for node in slices}
+    if len(found) > 1:
+        raise GraphError(f"{located(outer)}: gc.scan: the xs have different leading dimensions, shapes "
+                         f"{', '.join(format_shape(n.shape) for n in slices)}")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 0):
+        raise GraphError(f"{located(outer)}: gc.scan: length must be a non-negative int, got {length!r}")
+    if length is not None and found and found != {length}:
+        raise GraphError(f"{located(outer)}: gc.scan: length={length}, but the xs have {found.pop()} slices")
+    if length is None and not found:
+        raise GraphError(f"{located(outer)}: gc.scan needs xs to scan along, or length=")
+    return length if length is not None else found.pop()
+
+
+def _step_name(step):
+    name = getattr(step, "__name__", "step")
+    return name if name.isidentifier() and not name.startswith("_") else "step"
+
+
+def _parameter_names(outer, step):
+    """The names of the step's two parameters (its inputs' names in the step's code)."""
+    try:
+        params = [p for p in inspect.signature(step).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params[:2]]
+    if len(names) < 2 or any(n.startswith("__") or n in ("grad_out",) for n in names):
+        names = ["carry", "x"]
+    return names
+
+
+def _step_outputs(body, result, carries, carry_kind, carry_name):
+    """The step's results as its graph's outputs: the new carries (their shapes and dtypes
+    those of init), then the ys."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise GraphError(f"{body.source}: gc.scan: step '{body.name}' must return (carry, y), got "
+                         f"{type(result).__name__}")
+    new, kind = _leaves(result[0], "the step's new carry")
+    if kind != carry_kind or len(new) != len(carries):
+        raise GraphError(f"{body.source}: gc.scan: step '{body.name}' returns a carry of {len(new)} value(s) "
+                         f"for an init of {len(carries)}; the carry keeps its structure")
+    ys, body.ys_kind = _leaves(result[1], "y") if result[1] is not None else ([], None)
+    namer = Namer(user_names(body))
+    outputs = []
+    for k, (value, init) in enumerate(zip(new, carries)):
+        node = ops.as_node(body, value)
+        if node.shape != init.shape or node.dtype != init.dtype:
+            raise GraphError(f"{body.source}: gc.scan: step '{body.name}' returns carry {k} of shape "
+                             f"{format_shape(node.shape)} ({node.dtype}) for an init of shape "
+                             f"{format_shape(init.shape)} ({init.dtype}); a carry keeps its shape")
+        outputs.append((namer.fresh(f"{body.inputs[k].name}_next"), node))
+    for k, value in enumerate(ys):
+        outputs.append((namer.fresh("y" if body.ys_kind == "single" else f"y{k}"), ops.as_node(body, value)))
+    body.outputs = outputs
+    body.output_kind = "tuple"   # calling a graph inside a trace inlines it

@@ -34,49 +34,92 @@ class Adjoint:
 def backprop(graph: Graph, output: Node, seed: Node, wrt: list[Node]) -> dict:
     """Add the adjoint nodes of d output / d wrt to `graph`; returns {wrt node: adjoint}.
     Inputs that the output does not depend on get zeros of their own shape."""
-    if seed.shape != output.shape:
-        raise GraphError(f"graph '{graph.name}': the seed has shape {seed.shape}, "
-                         f"the output {output.shape}")
-    on_path = _between(graph, wrt, output)
-    contributions: dict[Node, list] = {output: [(seed, None)]}
-    found = {}
-    for node in [n for n in graph.nodes[: output.index + 1] if on_path[n.index]][::-1]:
-        parts = contributions.pop(node, None)
-        if not parts:
+    return backprop_seeds(graph, [(output, seed)], wrt)
+
+
+def backprop_seeds(graph: Graph, seeds, wrt: list[Node]) -> dict:
+    """backprop from several outputs at once, each with its seed [(output, seed)]: the
+    adjoints of the sum of their vector-Jacobian products (a scan's step, whose new carry
+    and y both receive a gradient)."""
+    for output, seed in seeds:
+        if seed.shape != output.shape:
+            raise GraphError(f"graph '{graph.name}': the seed has shape {seed.shape}, "
+                             f"the output {output.shape}")
+    last = max(output.index for output, _ in seeds)
+    on_path = _between(graph, wrt, [output for output, _ in seeds])
+    contributions: dict[Node, list] = {}
+    for output, seed in seeds:
+        contributions.setdefault(output, []).append((seed, None))
+    found, siblings = {}, _siblings(graph, last)
+    for node in [n for n in graph.nodes[: last + 1] if on_path[n.index]][::-1]:
+        if node.op.siblings:   # the outputs of one computation: their adjoints, then one VJP
+            group = siblings.pop(ops.sibling_key(node), None)
+            if group is not None:
+                gs = [_adjoint(graph, s, contributions.pop(s, None), found) for s in group]
+                if any(g is not None for g in gs) and any(on_path[i.index] for i in node.inputs):
+                    _contribute(graph, node, on_path, contributions, gs, [Tensor(graph, s) for s in group])
             continue
-        g = _sum(graph, node, parts)
-        gate = parts[0][1] if len(parts) == 1 else None
-        via = gate if gate is not None and parts[0][0] is found[gate] else None
-        graph.adjoints.append(Adjoint(node, g, via, gate))
-        found[node] = g
-        if node.op.vjp is None or not any(on_path[i.index] for i in node.inputs):
-            continue
-        graph._origin = (node, None)
-        try:
-            rules = node.op.vjp(Tensor(graph, g), Tensor(graph, node),
-                                *[Tensor(graph, i) for i in node.inputs], **dict(node.attrs))
-            for inp, c in zip(node.inputs, rules):
-                if c is None or not on_path[inp.index]:
-                    continue
-                c = unbroadcast(c, inp.shape)
-                contributions.setdefault(inp, []).append((c.node, node))
-        finally:
-            graph._origin = None
+        g = _adjoint(graph, node, contributions.pop(node, None), found)
+        if g is not None and node.op.vjp is not None and any(on_path[i.index] for i in node.inputs):
+            _contribute(graph, node, on_path, contributions, Tensor(graph, g), Tensor(graph, node))
     return {w: found.get(w) or zeros_like(Tensor(graph, w)).node for w in wrt}
 
 
-def _between(graph, wrt, output):
-    """Flags for the nodes that depend on some wrt input and feed the output."""
+def _adjoint(graph, node, parts, found):
+    """The adjoint of `node` from its contributions (recorded), or None where none came."""
+    if not parts:
+        return None
+    g = _sum(graph, node, parts)
+    gate = parts[0][1] if len(parts) == 1 else None
+    via = gate if gate is not None and parts[0][0] is found[gate] else None
+    graph.adjoints.append(Adjoint(node, g, via, gate))
+    found[node] = g
+    return g
+
+
+def _contribute(graph, node, on_path, contributions, g, y):
+    """Ask `node`'s VJP rule for its inputs' contributions (siblings: the adjoints and
+    values of them all, Tensors or None, with the attributes they share)."""
+    attrs = dict(node.attrs)
+    if node.op.siblings:   # which inputs need a gradient: a scan computes only those
+        g = [None if a is None else Tensor(graph, a) for a in g]
+        del attrs["out"]
+        attrs["needed"] = tuple(bool(on_path[i.index]) for i in node.inputs)
+    graph._origin = (node, None)
+    try:
+        rules = node.op.vjp(g, y, *[Tensor(graph, i) for i in node.inputs], **attrs)
+        for inp, c in zip(node.inputs, rules):
+            if c is None or not on_path[inp.index]:
+                continue
+            c = unbroadcast(c, inp.shape)
+            contributions.setdefault(inp, []).append((c.node, node))
+    finally:
+        graph._origin = None
+
+
+def _siblings(graph, last):
+    """{key: [nodes]}: the sibling outputs of each computation (ops.Op.siblings), by "out"."""
+    groups = {}
+    for node in graph.nodes[: last + 1]:
+        if node.op.siblings:
+            groups.setdefault(ops.sibling_key(node), []).append(node)
+    return {k: sorted(v, key=lambda n: n.attr["out"]) for k, v in groups.items()}
+
+
+def _between(graph, wrt, outputs):
+    """Flags for the nodes that depend on some wrt input and feed one of the outputs."""
+    last = max(o.index for o in outputs)
     n = len(graph.nodes)
     depends = bytearray(n)
     for w in wrt:
         depends[w.index] = 1
-    for node in graph.nodes[: output.index + 1]:
+    for node in graph.nodes[: last + 1]:
         if not depends[node.index] and any(depends[i.index] for i in node.inputs):
             depends[node.index] = 1
     feeds = bytearray(n)
-    feeds[output.index] = 1
-    for node in reversed(graph.nodes[: output.index + 1]):
+    for o in outputs:
+        feeds[o.index] = 1
+    for node in reversed(graph.nodes[: last + 1]):
         if feeds[node.index]:
             for i in node.inputs:
                 feeds[i.index] = 1

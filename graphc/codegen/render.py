@@ -28,20 +28,22 @@ def docstring_safe(text):
 
 
 def render(target, doc, aliases, dtype, inputs, wrt, outputs, functions, definitions=(), each=False,
-           threads=False, integers=()):
+           threads=False, integers=(), helpers=()):
     """The module text, from `target`'s template. `aliases`: the names the module imports
     its libraries as; `definitions`: module-level code blocks a target added (kernels);
     `each`: also the per-example functions of a graph of scalars (`forward_each`, ...);
     `threads`: whether those may run on several threads; `integers`: the positions of the
-    int64 inputs (gc.IntTensor). A template asks `uses("name")`
+    int64 inputs (gc.IntTensor); `helpers`: the functions the others call (a scan's step,
+    already named `__step_...`). A template asks `uses("name")`
     to learn whether the code calls a helper it may define (numba/math.py.j2's `__exp`)."""
     fns = [_function(f, aliases["np"], dtype) for f in functions]
-    code = "\n".join(line for f in fns for line in f["lines"])
+    steps = [_function(f, aliases["np"], dtype) for f in helpers]
+    code = "\n".join(line for f in fns + steps for line in f["lines"])
     return _templates().get_template(target.template).render(
         **target.template_globals, uses=lambda name: re.search(rf"\b{name}\(", code) is not None,
         doc=docstring_safe(doc), dtype=dtype, definitions=list(definitions), threads=threads, **aliases,
         inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)), outputs=repr(tuple(outputs)), functions=fns,
-        integers=repr(tuple(integers)),
+        integers=repr(tuple(integers)), helpers=steps,
         each=[_each(f, len(outputs), len(wrt), aliases, dtype) for f in functions
               if f.name == "forward" or wrt] if each else [])
 

@@ -23,6 +23,7 @@ import sympy as sp
 
 from . import symbolic
 from .ir import GraphError, broadcast_shapes, format_shape, located
+from .names import Namer, user_names
 from .tensor import Tensor
 
 REGISTRY: dict[str, "Op"] = {}
@@ -47,6 +48,9 @@ class Op:
     domain: str | None = None                   # what input 0 must be when it is a graph input
     dtype_rule: Callable | None = None          # (attrs, *input dtypes) -> the result's dtype ("float" or
                                                 # "int"); None: float from floats (see node_dtype)
+    siblings: bool = False                      # one of the outputs of one computation (a scan's loop),
+                                                # which attribute "out" tells apart: autodiff takes their VJP
+                                                # at once, and the code computes them in one statement
 
     def __repr__(self):
         return f"<op {self.name}>"
@@ -225,18 +229,52 @@ def _name_of(node):
 
 # ---- apply: the one door into a graph ------------------------------------------
 
+def sibling_key(node):
+    """What the sibling outputs of one computation share: all but their attribute "out"."""
+    return node.op, node.inputs, tuple(kv for kv in node.attrs if kv[0] != "out")
+
+
+def _encloses(outer, inner):
+    """Whether `inner` is being traced inside `outer` (a scan's step inside its model)."""
+    while inner is not None and inner is not outer:
+        inner = getattr(inner, "_parent", None)
+    return inner is outer
+
+
 def _graph_of(args):
+    """The innermost graph among the arguments' graphs: a step that reads the model's
+    weights adds its nodes to the step's graph."""
+    found = None
     for a in args:
-        if isinstance(a, Tensor):
-            return a.graph
-    return None
+        if isinstance(a, Tensor) and (found is None or _encloses(found, a.graph)):
+            found = a.graph
+    return found
+
+
+def _capture(graph, value):
+    """The input of `graph` that stands for `value`, a value of a graph enclosing it (a
+    scan's step reading the model's weights), added once; None where none encloses it."""
+    parent = getattr(graph, "_parent", None)
+    if parent is None:
+        return None
+    outer = value.node if value.graph is parent else _capture(parent, value)
+    if outer is None:
+        return None
+    node = graph._captured.get(outer)
+    if node is None:
+        name = Namer(user_names(graph)).fresh(outer.name or "c")
+        node = graph._captured[outer] = add_input(graph, name, outer.shape, outer.dtype)
+    return node
 
 
 def as_node(graph, value):
     if isinstance(value, Tensor):
         if value.graph is not graph:
-            raise GraphError(f"graph '{graph.name}': a value from graph '{value.graph.name}' "
-                             "was used here; graphs cannot share values")
+            captured = _capture(graph, value)
+            if captured is None:
+                raise GraphError(f"graph '{graph.name}': a value from graph '{value.graph.name}' "
+                                 "was used here; graphs cannot share values")
+            return captured
         return value.node
     if isinstance(value, (bool,)) or not isinstance(value, (int, float, sp.Expr)):
         raise GraphError(f"{located(graph)}: cannot use {type(value).__name__} {value!r} in a graph "

@@ -23,6 +23,15 @@ from .program import Function, Statement
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def all_user_names(graph):
+    """The names the user chose in `graph` and in the step graphs of its scans."""
+    names = user_names(graph)
+    for node in graph.nodes:
+        if node.op.siblings and node.attr["out"] == 0:
+            names += all_user_names(node.attr["body"])
+    return names
+
+
 def _drop_unused_aliases(body, returned):
     """Aliases no later line reads (a seed's name no gradient needs) are left out."""
     used, kept = set(returned), []
@@ -43,17 +52,26 @@ class Lowering:
     reserves the names its code needs (`target.reserve`: a loop target's module alias,
     loop indices and range functions), which the values' names step around."""
 
-    def __init__(self, graph, target, dtype="float64", reserved_extra=()):
+    def __init__(self, graph, target, dtype="float64", reserved_extra=(), parent=None):
         self.graph = graph
         self.target = target
         self.dtype = dtype
-        user = user_names(graph)
-        self.namer = Namer(user + list(reserved_extra))
-        self.np = self.namer.fresh(target.module_alias)   # numpy's np (math on the math target)
-        self.definitions = []   # module-level code a target adds while printing (CUDA kernels)
-        self.blas = target.blas()   # what matrix products call, where the target chooses
-        more_aliases, self.loop = target.reserve(self.namer, user)
-        self.aliases = {"np": self.np, **more_aliases}   # the names the module imports its libraries as
+        user = all_user_names(graph)
+        if parent is None:
+            self.namer = Namer(user + list(reserved_extra))
+            self.np = self.namer.fresh(target.module_alias)   # numpy's np (math on the math target)
+            self.definitions = []   # module-level code a target adds while printing (CUDA kernels)
+            self.blas = target.blas()   # what matrix products call, where the target chooses
+            more_aliases, self.loop = target.reserve(self.namer, user)
+            self.aliases = {"np": self.np, **more_aliases}   # the names the module imports its libraries as
+            self.helpers, self._helper_names = [], {}   # the scans' step functions, by step graph
+        else:   # a scan's step, printed as a function of the same module: the module's names
+            self.namer = parent.base_namer.copy()
+            for name in user:
+                self.namer.take(name)
+            for key in ("np", "definitions", "blas", "loop", "aliases", "helpers", "_helper_names"):
+                setattr(self, key, getattr(parent, key))
+        self.base_namer = self.namer.copy()   # the module's names, before this graph's values took theirs
         outputs = dict(graph.outputs)   # an output the graph lets overwrite an input's array
         self.in_place = {through_aliases(outputs[out]): graph.input(inp) for out, inp in graph.in_place.items()}
         self.dims = {}
@@ -73,6 +91,10 @@ class Lowering:
         alias_of, aliases = self._adjoint_names(graph, live, grads, namer, names)
         ctx = _Context(self, names, alias_of)
         ctx.returned = {through_aliases(n) for n in roots}
+        ctx.live, ctx.local = set(live), namer
+        for node in live:
+            if node.op.siblings:
+                ctx.siblings.setdefault(ops.sibling_key(node), []).append(node)
         ctx.readers = {p: [n for n in live if p in n.inputs] for p in self.in_place.values()}
         body = self._body(ctx, live, roots, aliases)
         out_refs = []
@@ -90,6 +112,19 @@ class Lowering:
             grad_refs.append(name)
         return Function(fname, list(params), _drop_unused_aliases(body, out_refs + grad_refs),
                         returns(out_refs, grad_refs), seed, ctx.parallel, self.target.threads_when(ctx))
+
+    def helper(self, body):
+        """The name of the module's function computing one step of a scan whose step graph
+        is `body` (lowered once per module, however many loops call it)."""
+        name = self._helper_names.get(body)
+        if name is None:
+            base, taken = f"__step_{body.name}", set(self._helper_names.values())
+            name = self._helper_names[body] = next(f"{base}{k or ''}" for k in range(len(taken) + 1)
+                                                   if f"{base}{k or ''}" not in taken)
+            low = Lowering(body, self.target, self.dtype, parent=self)
+            self.helpers.append(low.function(name, body.input_names, body, body.outputs,
+                                             returns=lambda outs, grads: ", ".join(outs)))
+        return name
 
     def _adjoint_names(self, graph, live, grads, namer, names):
         """Names for the adjoints (added to `names`): the first forward node to own an
@@ -181,6 +216,8 @@ class Lowering:
         name = ctx.names[node]
         printed = self.target.print_node(node, [ctx.arg(node, i) for i in node.inputs], ctx, name)
         expr, extra = printed if isinstance(printed, tuple) else (printed, [])
+        if not expr:   # lines of their own (a scan's loop), or none (a sibling its loop computes)
+            return Statement("", "", "", extra)
         return Statement(name, expr, self._comment(node), extra)
 
     def _comment(self, node):
@@ -225,6 +262,9 @@ class _Context:
         self.returned, self.readers = set(), {}   # of the function being lowered (in-place writes)
         self.namer = lowering.namer          # for module-level names a target adds (kernels)
         self.definitions = lowering.definitions
+        self.lowering = lowering             # its helper(): a scan's step as a function of the module
+        self.live, self.local = set(), None  # the function's live nodes and its Namer
+        self.siblings = {}                   # ops.sibling_key -> the live siblings (a scan's outputs)
 
     def ref(self, node):
         node = through_aliases(node)

@@ -3,6 +3,7 @@ elementwise ops one loop nest (loops.py), matrix products through BLAS (blas.py)
 from __future__ import annotations
 
 from ...lower.fusion import broadcast_index
+from ...lower.scan import scan_printer
 from ..base import Target, atom, dtype_of, element, reserve_loop_names
 from ..numpy import FUNCTIONS as NUMPY_FUNCTIONS, OPS as NUMPY_OPS
 from . import blas, integers, loops
@@ -88,6 +89,21 @@ def _unpatches(node, args, ctx, name):
     return f"__unpatches({args[0]}, {', '.join(map(str, (*node.attr['size'], *_window(node))))})"
 
 
+def _empty(node, ctx):
+    return f"{ctx.np}.empty({ctx.target.shape(node.shape, ctx)}, dtype={ctx.np}.{dtype_of(node, ctx)})"
+
+
+def _store(stack, t, value, shape, ctx):
+    """A scan's value stored at step t, element by element: Numba compiles `stack[t] = value`
+    for arrays through its general setitem, about 5 s of compile time for one line."""
+    index = ctx.loop.index[:len(shape)]
+    lines = ["    " * a + f"for {index[a]} in {ctx.loop.range}({ctx.target.dimension(d, ctx)}):"
+             for a, d in enumerate(shape)]
+    where = ", ".join(index)
+    return lines + ["    " * len(shape) + f"{stack}[{t}{', ' if shape else ''}{where}] = {value}"
+                    + (f"[{where}]" if shape else "")]
+
+
 OPS = {
     **{k: v for k, v in NUMPY_OPS.items() if k not in ("where",)},
     "matmul": _matmul,
@@ -96,6 +112,7 @@ OPS = {
     "broadcast_like": _broadcast, "broadcast_to": _broadcast,
     "tri": _tri,
     "patches": _patches, "unpatches": _unpatches,
+    "scan": scan_printer(_empty, _store),
     **integers.OPS,
 }
 

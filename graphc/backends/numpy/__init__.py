@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ...graph import ops
 from ...graph.indexing import index_to_python
+from ...lower.scan import scan_printer
 from ..base import OPERATORS, Target, atom, dtype_of, element
 from . import conv, integers
 
@@ -111,6 +112,8 @@ OPS = {
     "scatter": _scatter,
     "concatenate": lambda node, args, ctx, name: (f"{ctx.np}.concatenate(({', '.join(args)},), "
                                                   f"axis={node.attr['axis']})"),
+    "scan": scan_printer(lambda node, ctx: f"{ctx.np}.empty({ctx.target.shape(node.shape, ctx)}, "
+                                           f"dtype={ctx.np}.{dtype_of(node, ctx)})"),
     **conv.OPS,
     **integers.OPS,
 }
