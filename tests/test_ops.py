@@ -154,6 +154,8 @@ OPS = {
     # -- internal
     "input": Elsewhere("every graph starts from input nodes: test_inputs_are_the_graph_parameters"),
     "const": Elsewhere("Python numbers in a graph become const nodes: test_python_constants"),
+    "scan": Elsewhere("a loop whose step is a graph: tests/test_scan.py checks its values and gradients "
+                      "against the unrolled loop, central differences and PyTorch, on every target"),
     "expr": Case(((M23, NORMAL), (V3, NORMAL)), build=_expr_build, ref=_expr_ref),
     "stop_gradient": Case(((M23, NORMAL),), grad="zero"),
     "custom_vjp": Case(((M23, NORMAL),), attrs={"rule": _custom_rule, "label": "sin gate by rule"},

@@ -55,13 +55,15 @@ def backprop_seeds(graph: Graph, seeds, wrt: list[Node]) -> dict:
         if node.op.siblings:   # the outputs of one computation: their adjoints, then one VJP
             group = siblings.pop(ops.sibling_key(node), None)
             if group is not None:
-                gs = [_adjoint(graph, s, contributions.pop(s, None), found) for s in group]
+                gs = [None] * (group[-1].attr["out"] + 1)   # by "out": None where a sibling is absent
+                for s in group:
+                    gs[s.attr["out"]] = _adjoint(graph, s, contributions.pop(s, None), found)
                 if any(g is not None for g in gs) and any(on_path[i.index] for i in node.inputs):
-                    _contribute(graph, node, on_path, contributions, gs, [Tensor(graph, s) for s in group])
+                    _contribute(graph, node, on_path, contributions, gs)
             continue
         g = _adjoint(graph, node, contributions.pop(node, None), found)
         if g is not None and node.op.vjp is not None and any(on_path[i.index] for i in node.inputs):
-            _contribute(graph, node, on_path, contributions, Tensor(graph, g), Tensor(graph, node))
+            _contribute(graph, node, on_path, contributions, Tensor(graph, g))
     return {w: found.get(w) or zeros_like(Tensor(graph, w)).node for w in wrt}
 
 
@@ -77,17 +79,20 @@ def _adjoint(graph, node, parts, found):
     return g
 
 
-def _contribute(graph, node, on_path, contributions, g, y):
-    """Ask `node`'s VJP rule for its inputs' contributions (siblings: the adjoints and
-    values of them all, Tensors or None, with the attributes they share)."""
-    attrs = dict(node.attrs)
+def _contribute(graph, node, on_path, contributions, g):
+    """Ask `node`'s VJP rule for its inputs' contributions. Siblings share one rule, given
+    their adjoints by "out" (Tensors, None where none came) and the attributes they share,
+    not their values (the rule makes the siblings it reads: a scan's kept carries)."""
+    attrs, args = dict(node.attrs), [Tensor(graph, i) for i in node.inputs]
     if node.op.siblings:   # which inputs need a gradient: a scan computes only those
         g = [None if a is None else Tensor(graph, a) for a in g]
         del attrs["out"]
         attrs["needed"] = tuple(bool(on_path[i.index]) for i in node.inputs)
+    else:
+        args.insert(0, Tensor(graph, node))
     graph._origin = (node, None)
     try:
-        rules = node.op.vjp(g, y, *[Tensor(graph, i) for i in node.inputs], **attrs)
+        rules = node.op.vjp(g, *args, **attrs)
         for inp, c in zip(node.inputs, rules):
             if c is None or not on_path[inp.index]:
                 continue

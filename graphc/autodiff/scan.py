@@ -25,11 +25,13 @@ def _differentiable(node):
     return node.dtype == "float"
 
 
-def scan_vjp(gs, ys, *inputs, body, carries, xs, length, reverse, needed):
+def scan_vjp(gs, *inputs, body, carries, xs, length, reverse, needed):
     """The contributions to the initial carries, the xs and the values the step reads
     (those that `needed` flags: the others' gradients are not computed)."""
     c, n = carries, len(body.outputs) - carries
     init, slices, consts = inputs[:c], inputs[c:c + xs], inputs[c + xs:]
+    ys = loop(body, init, slices, consts, length, reverse)   # the siblings (interned: those there are)
+    gs = list(gs) + [None] * (len(ys) - len(gs))
     if any(not _differentiable(v.node) for v in init):
         raise GraphError(f"graph '{ys[0].graph.name}': gc.scan with step '{body.name}': an integer carry has "
                          "no gradient; keep integer state out of the carry (a scan's length is static)")

@@ -84,6 +84,8 @@ def _value(v):
         return (type(v).__name__, repr(v))
     if isinstance(v, Node):
         return ("node", v.index)
+    if isinstance(v, Graph):   # a scan's step graph, described as a graph is
+        return ("graph", _graph_state(v), tuple(_node_state(n) for n in v.nodes))
     if isinstance(v, sp.Basic):
         return ("sympy", sp.srepr(v))
     if isinstance(v, (tuple, list)):

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 import sympy as sp
 
-from ..autodiff import backprop, differentiate, resolve_wrt
+from ..autodiff import backprop_seeds, differentiate, resolve_wrt
 from ..backends.numpy import TARGET as NUMPY
 from ..graph import ops, symbolic
 from ..graph.arrays import np_erf
@@ -93,6 +93,8 @@ def _value(node, args, inputs, dims):
         value = _number(ops.const_value(node), dims)
     elif op.kind == "alias":
         value = args[0]
+    elif op.siblings:
+        value = _scan(node, args, dims)
     elif op.elementwise and (op is ops.EXPR or op.ref is None):
         value = _formula(op.printed_formula(node.attrs), len(args), tuple(sorted(dims.items())))(*args)
     elif op.ref is None:
@@ -102,6 +104,25 @@ def _value(node, args, inputs, dims):
     value = np.asarray(value, dtype=np.int64 if node.dtype == "int" else np.float64)
     shape = concrete_shape(node.shape, dims)
     return value if value.shape == shape else np.broadcast_to(value, shape)
+
+
+def _scan(node, args, dims):
+    """One output of a scan: its step graph evaluated once a step."""
+    a = node.attr
+    body, c, m, out = a["body"], a["carries"], a["xs"], a["out"]
+    n, steps = len(body.outputs) - c, _concrete(a["length"], dims)
+    carry, stacked = list(args[:c]), {}
+    for t in (range(steps - 1, -1, -1) if a["reverse"] else range(steps)):
+        step_inputs = [*carry, *(x[t] for x in args[c:c + m]), *args[c + m:]]
+        values = evaluate(body, dict(zip(body.input_names, step_inputs)), dims)
+        results = [values[o] for _, o in body.outputs]
+        stacked[t] = results[c:] + carry   # the ys, then the carries entering the step
+        carry = results[:c]
+    if out < c:
+        return carry[out]
+    if not stacked:
+        return np.zeros(concrete_shape(node.shape, dims))
+    return np.stack([stacked[t][out - c] for t in range(steps)])
 
 
 def _number(value, dims):
@@ -196,20 +217,31 @@ class Evaluation:
         return self._edges[key]
 
     def _edge(self, consumer, slot):
-        g = self.grads.get(consumer)
+        group = self._siblings(consumer)
+        gs = [self.grads.get(n) for n in group]
         source = consumer.inputs[slot]
-        if g is None or source.op is ops.CONST or (consumer.op is CUSTOM and slot == 0):
+        if all(g is None for g in gs) or source.op is ops.CONST or (consumer.op is CUSTOM and slot == 0):
             return None
-        # the gate alone, on inputs of its own: its VJP gives this edge's contribution
+        # the gate alone (a scan: its siblings together), on inputs of its own: its VJP gives
+        # this edge's contribution
         mini = Graph(f"{self.graph.name}_edge")
         ins = tuple(ops.const(mini, ops.const_value(i)) if i.op is ops.CONST
                     else ops.add_input(mini, f"a{k}", i.shape, i.dtype) for k, i in enumerate(consumer.inputs))
-        y = ops.readd(mini, consumer, ins)
-        seed = ops.add_input(mini, "g", consumer.shape)
-        backprop(mini, y, seed, [ins[slot]])
+        seeds = [(ops.readd(mini, n, ins), ops.add_input(mini, f"g{k}", n.shape))
+                 for k, (n, g) in enumerate(zip(group, gs)) if g is not None]
+        backprop_seeds(mini, seeds, [ins[slot]])
         found = [r.adjoint for r in mini.adjoints if r.forward is ins[slot]]
         if not found:
             return None
         inputs = {f"a{k}": self.values[i] for k, i in enumerate(consumer.inputs) if i.op is not ops.CONST}
-        values = evaluate(mini, {**inputs, "g": g}, self.dims, roots=found)
+        inputs.update({f"g{k}": g for k, g in enumerate(gs) if g is not None})
+        values = evaluate(mini, inputs, self.dims, roots=found)
         return np.broadcast_to(values[found[0]], concrete_shape(source.shape, self.dims))
+
+    def _siblings(self, node):
+        """The outputs of the computation `node` is one of (a scan's), or just `node`."""
+        if not node.op.siblings:
+            return [node]
+        key = ops.sibling_key(node)
+        return sorted((n for n in self.graph.nodes if n.op.siblings and ops.sibling_key(n) == key),
+                      key=lambda n: n.attr["out"])

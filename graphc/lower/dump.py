@@ -54,7 +54,18 @@ def dump(graph, title=None):
     for name, text in outs:
         if text != name:
             lines.append(f"  {name} = {text}")
+    steps = {}   # each scan's step graph once, after the graph that loops over it
+    for node, *_ in rows:
+        if node.op.siblings:
+            steps.setdefault(node.attr["body"], None)
+    for body in steps:
+        lines.append("\n".join("  " + line for line in dump(body, title=f"step {_step_head(body)}").split("\n")))
     return "\n".join(lines)
+
+
+def _step_head(body):
+    ins = ", ".join(f"{n.name}: {_shape(n)}" for n in body.inputs)
+    return f"{body.name}({ins}) -> {', '.join(body.output_names)}"
 
 
 def _dump_names(graph):
@@ -84,6 +95,8 @@ def _shape(node):
 
 
 def _attr_text(v):
+    if hasattr(v, "nodes") and hasattr(v, "outputs"):   # a scan's step graph: printed after
+        return f"step {v.name}"
     if hasattr(v, "free_symbols") and getattr(v, "is_Atom", False) is False and v.free_symbols:
         return str(v).replace("_a", "a")
     return str(v)

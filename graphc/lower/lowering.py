@@ -65,11 +65,12 @@ class Lowering:
             more_aliases, self.loop = target.reserve(self.namer, user)
             self.aliases = {"np": self.np, **more_aliases}   # the names the module imports its libraries as
             self.helpers, self._helper_names = [], {}   # the scans' step functions, by step graph
+            self.module_namer = self.namer   # module-level names (kernels), one set for all functions
         else:   # a scan's step, printed as a function of the same module: the module's names
             self.namer = parent.base_namer.copy()
             for name in user:
                 self.namer.take(name)
-            for key in ("np", "definitions", "blas", "loop", "aliases", "helpers", "_helper_names"):
+            for key in ("np", "definitions", "blas", "loop", "aliases", "helpers", "_helper_names", "module_namer"):
                 setattr(self, key, getattr(parent, key))
         self.base_namer = self.namer.copy()   # the module's names, before this graph's values took theirs
         outputs = dict(graph.outputs)   # an output the graph lets overwrite an input's array
@@ -260,7 +261,7 @@ class _Context:
         self.thread_sizes = []  # element counts of symbolic loops that threads may share
         self.in_place = lowering.in_place
         self.returned, self.readers = set(), {}   # of the function being lowered (in-place writes)
-        self.namer = lowering.namer          # for module-level names a target adds (kernels)
+        self.namer = lowering.module_namer   # for module-level names a target adds (kernels)
         self.definitions = lowering.definitions
         self.lowering = lowering             # its helper(): a scan's step as a function of the module
         self.live, self.local = set(), None  # the function's live nodes and its Namer

@@ -3,13 +3,17 @@ other array ops small kernels or views (kernels.py), matrix products a tiled ker
 cuBLAS (helpers.py); host functions keep device arrays on the device."""
 from __future__ import annotations
 
-from ..base import OPERATORS, Target, check_called, reserve_loop_names
+from ...lower.scan import scan_printer
+from ..base import OPERATORS, Target, check_called, dtype_of, reserve_loop_names
 from . import conv, integers, kernels
 from .scalar import FUNCTIONS
 
 # Elementwise ops are printed inside kernels (kernels.py), as scalars; the rest are
 # kernels, views or module helpers.
-OPS = {**OPERATORS, **kernels.TABLE, **conv.TABLE, **integers.TABLE}
+OPS = {**OPERATORS, **kernels.TABLE, **conv.TABLE, **integers.TABLE,
+       # a scan's loop runs on the host, its steps' arrays on the device
+       "scan": scan_printer(lambda node, ctx: f"__empty({ctx.target.shape(node.shape, ctx)}, "
+                                              f"dtype={ctx.np}.{dtype_of(node, ctx)})")}
 
 # Module names and builtins that the kernels, the host code and the per-example calls use:
 # a value with one of these names would hide it inside the generated functions.
