@@ -9,6 +9,7 @@ from .autodiff import resolve_wrt
 from .graph import ops
 from .graph.ir import BEHAVIOUR, Graph, GraphError, Where, format_shape, located
 from .graph.names import Namer, check_name, user_names
+from .graph.conv import _as_layer
 from .graph.scan import loop
 from .graph.tensor import Tensor, TensorSpec
 
@@ -229,9 +230,13 @@ def scan(step, init, xs=None, length=None, reverse=False):
         body._code = None
     captured = list(body._captured)
     del body._parent, body._captured
+    start = len(outer.nodes)
     siblings = loop(body, [Tensor(outer, n) for n in carries], [Tensor(outer, n) for n in slices],
                     [Tensor(outer, n) for n in captured], steps, reverse)
     c, n = len(carries), len(body.outputs) - len(carries)
+    # a diagram draws the loop as one box, as it does a conv layer
+    _as_layer(start, Tensor(outer, (slices or carries)[0]), siblings[c] if n else siblings[0],
+              f"scan: {body.name}, {steps} steps{', last first' if reverse else ''}")
     ys = _rebuild(siblings[c:c + n], body.ys_kind)
     return _rebuild(siblings[:c], carry_kind), ys
 

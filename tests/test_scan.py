@@ -161,7 +161,7 @@ def test_scan_draws_with_values_and_gradients():
     rnn, unrolled = rnn_graphs()
     values = dict(zip(rnn.input_names, rnn_inputs()))
     dot = gc.render(rnn, values=values).source
-    assert "scan" in dot
+    assert dot.count("scan: cell, 5 steps") == 1   # the loop's outputs are one box
     # the diagram's interpreter gives the compiled module's gradients at the inputs
     from graphc.diagrams.evaluate import Evaluation
     numbers = Evaluation(rnn, values)
@@ -185,16 +185,15 @@ def test_generation_time_grows_linearly():
             return y
         return gc.graph(f, name=f"chain{n}")
 
-    def seconds(n, repeats):   # the best of a few: another process may share the cores
-        best = float("inf")
-        for _ in range(repeats):
-            graph = chain(n)
-            start = time.perf_counter()
-            generate(graph, resolve_wrt(graph, None), TARGETS["numba"], "float64")
-            best = min(best, time.perf_counter() - start)
-        return best
-    seconds(50, 1)   # SymPy's derivatives, once per process
-    assert seconds(2000, 3) / seconds(200, 7) < 12
+    def seconds(n):
+        graph = chain(n)
+        start = time.perf_counter()
+        generate(graph, resolve_wrt(graph, None), TARGETS["numba"], "float64")
+        return time.perf_counter() - start
+    seconds(50)   # SymPy's derivatives, once per process
+    # the best of a few, taken in turns: another process may share the cores for a while
+    big, small = (min(times) for times in zip(*[(seconds(2000), seconds(200)) for _ in range(3)]))
+    assert big / small < 12, (big, small)
 
 
 @pytest.mark.parametrize("step, init, scanned, length, message", [

@@ -222,6 +222,8 @@ class Evaluation:
         source = consumer.inputs[slot]
         if all(g is None for g in gs) or source.op is ops.CONST or (consumer.op is CUSTOM and slot == 0):
             return None
+        if consumer is not next(n for n, g in zip(group, gs) if g is not None):
+            return None   # siblings send one gradient back, drawn on the first one's wire
         # the gate alone (a scan: its siblings together), on inputs of its own: its VJP gives
         # this edge's contribution
         mini = Graph(f"{self.graph.name}_edge")

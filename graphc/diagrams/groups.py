@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from ..graph.conv import Layer
 from ..graph.ir import format_shape
+from ..graph.ops import sibling_key
 
 _GROUPED = ("op", "backward", "const", "ref")
 _BACKWARD = ("backward", "ref")   # a ref is a forward value the backward pass reads
@@ -88,6 +89,8 @@ def layer_scopes(nodes):
             continue
         if layer.output:
             calls.setdefault(node, []).append(node)
+            for other in _siblings(node, nodes):   # a scan's other outputs are the same call
+                calls.setdefault(other, []).append(node)
         for i in node.inputs:
             entry = _entry(i)
             if entry is not None and not entry.output:
@@ -107,6 +110,14 @@ def layer_scopes(nodes):
         else:
             scopes[node] = node.scope[:-1]
     return scopes
+
+
+def _siblings(node, nodes):
+    """The other outputs of the computation `node` is one of (a scan's)."""
+    if not node.op.siblings:
+        return []
+    key = sibling_key(node)
+    return [n for n in nodes if n is not node and n.op.siblings and sibling_key(n) == key]
 
 
 def _entry(node):
