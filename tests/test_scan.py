@@ -215,3 +215,15 @@ def test_scan_errors_name_the_problem(step, init, scanned, length, message):
 def test_scan_outside_a_trace_is_a_clear_error():
     with pytest.raises(GraphError, match="outside a graph being traced"):
         gc.scan(lambda h, x: (h, h), 0.0, length=3)
+
+
+def test_the_readme_scan_section_is_what_the_code_does():
+    from support import ROOT
+    section = (ROOT / "README.md").read_text().split("### Loops: gc.scan")[1].split("\n### ")[0]
+    model, code = [block.split("```")[0] for block in section.split("```python\n")[1:3]]
+    names = {"gc": gc}
+    exec(model, names)   # noqa: S102 (the README's own example)
+    source = gc.compile(names["rnn"]).source
+    for line in code.splitlines():
+        if line.strip() and line.strip() != "...":
+            assert line in source, line
