@@ -15,12 +15,13 @@ The data are synthetic: 60,000 examples of 784 standard normal features, labelle
 random linear teacher (one-hot), softmax cross-entropy (a mean over the batch, which
 DataParallel reduces as a weighted mean of the shards' values and gradients).
 
-Printed: milliseconds and steps per second, the speedup of 2 workers over 1 (the goal of
-issue 16 is 1.6x at batch 4,096) and the scaling efficiency (speedup / workers), and the
-time per step spent in Dask: a Dask step's time less one process's time for the largest
-shard's share of the batch at 1 thread, that is scheduling, the parameters' and gradients'
-transfers and the tree's additions. The first Dask step's loss is checked against
-fn.value_and_grad on the same minibatch in this process.
+Printed: milliseconds and steps per second, the speedup of 2 workers over 1 (the goal is
+1.6x at batch 4,096) and the scaling efficiency (speedup / workers), the slowest shard's
+time on its worker (DataParallel.stats: measured in the worker, around fn.value_and_grad and
+the gathering and weighting of its rows) and the time per step spent in Dask: the step's time
+less that, that is scheduling, the parameters' and gradients' transfers and the tree's
+additions. The first Dask step's loss is checked against fn.value_and_grad on the same
+minibatch in this process.
 """
 import argparse
 import importlib.util
@@ -106,7 +107,8 @@ def single(args):
 
 
 def on_dask(args, workers, fn, x, y, params):
-    """(seconds per step, first step's loss, that step's examples) with `workers` processes."""
+    """(seconds per step, of which the slowest shard's on its worker, (first step's loss, its
+    examples), with 1 worker a line on what sending costs) with `workers` processes."""
     params, opt = {k: v.copy() for k, v in params.items()}, gc.optim.SGD(0.1)
     client = gc.distributed.local_client(workers)
     try:
@@ -121,13 +123,29 @@ def on_dask(args, workers, fn, x, y, params):
         first = step()
         for _ in range(2):
             step()
-        start = time.perf_counter()
+        before, start = dict(dp.stats), time.perf_counter()
         for _ in range(args.steps):
             step()
         seconds = (time.perf_counter() - start) / args.steps
+        compute = (dp.stats["compute"] - before["compute"]) / args.steps
+        measured = link(client, params) if workers == 1 else ""
     finally:
         gc.distributed.close_local(client)
-    return seconds, first
+    return seconds, compute, first, measured
+
+
+def link(client, params):
+    """What sending the parameters to a worker and back costs, beside sending nothing: the
+    cost model's latency and bandwidth (DESIGN.md)."""
+    worker, nbytes = sorted(client.ncores())[0], sum(p.nbytes for p in params.values())
+
+    def there_and_back(value):
+        return lambda: client.submit(lambda v: v, client.scatter([value], workers=[worker], hash=False)[0],
+                                     workers=[worker], pure=False).result()
+    empty, full = (C.median_time(there_and_back(v), 15, warmup=3) for v in ({}, params))
+    return (f"Dask here: a round trip driver -> worker -> driver (a scatter, a task, its result) with "
+            f"nothing {empty * 1e3:.1f} ms; with the {nbytes / 1e6:.2f} MB of parameters there and back "
+            f"{full * 1e3:.1f} ms ({2 * nbytes / max(full - empty, 1e-9) / 1e9:.2f} GB/s)")
 
 
 def main():
@@ -146,13 +164,15 @@ def main():
         if proc.returncode or not lines:
             sys.exit(f"the no-Dask run failed:\n{proc.stderr[-2000:]}")
         alone[threads] = {int(k): v for k, v in json.loads(lines[-1][len(C.RESULT_TAG):]).items()}
-    dask = {}
+    dask, notes = {}, []
     for k in args.workers:
-        seconds, (value, idx) = on_dask(args, k, fn, x, y, params)
+        seconds, compute, (value, idx), note = on_dask(args, k, fn, x, y, params)
+        notes += [note] if note else []
         reference, _ = fn.value_and_grad(x[idx], y[idx], **params)
         assert abs(value - reference) <= 1e-9 * abs(reference), (value, reference)
-        dask[k] = seconds
+        dask[k] = seconds, compute
     report(args, alone, dask)
+    print("\n".join(["", *notes]))
 
 
 def report(args, alone, dask):
@@ -160,19 +180,21 @@ def report(args, alone, dask):
           f"{args.target} target, {args.dtype} ({C.machine_line()})\n")
     rows = [(f"one process, no Dask, {'1 thread' if t == 1 else 'default threads'}", alone[t][args.batch], None)
             for t in (1, None)]
-    base = dask.get(1)
-    for k, seconds in dask.items():
-        share = alone[1][-(-args.batch // k)]
-        rows.append((f"Dask, {k} worker process{'es' if k > 1 else ''}", seconds, seconds - share))
-    C.table(["run", "ms/step", "steps/s", "vs 1 worker", "in Dask, ms/step"],
-            [(label, f"{s * 1e3:.1f}", f"{1 / s:.2f}", f"{base / s:.2f}x" if base and label.startswith("Dask") else "",
-              f"{overhead * 1e3:.1f}" if overhead is not None else "") for label, s, overhead in rows])
+    rows += [(f"Dask, {k} worker process{'es' if k > 1 else ''}", seconds, compute)
+             for k, (seconds, compute) in dask.items()]
+    base = dask[1][0] if 1 in dask else None
+    C.table(["run", "ms/step", "steps/s", "vs 1 worker", "slowest shard, ms", "in Dask, ms/step"],
+            [(label, f"{s * 1e3:.1f}", f"{1 / s:.2f}", f"{base / s:.2f}x" if base and compute is not None else "",
+              f"{compute * 1e3:.1f}" if compute is not None else "",
+              f"{(s - compute) * 1e3:.1f}" if compute is not None else "") for label, s, compute in rows])
     if base and 2 in dask:
-        speedup = base / dask[2]
+        speedup = base / dask[2][0]
         print(f"\n2 workers: {speedup:.2f}x one worker (goal 1.6x), scaling efficiency {speedup / 2:.0%}; "
-              f"against one process without Dask at 1 thread {alone[1][args.batch] / dask[2]:.2f}x, "
-              f"at default threads {alone[None][args.batch] / dask[2]:.2f}x")
-
+              f"against one process without Dask at 1 thread {alone[1][args.batch] / dask[2][0]:.2f}x, "
+              f"at default threads {alone[None][args.batch] / dask[2][0]:.2f}x. A shard's compute in a worker "
+              f"against the same rows in one process at 1 thread: "
+              + ", ".join(f"{compute / alone[1][-(-args.batch // k)]:.2f}x ({k} worker{'s' if k > 1 else ''})"
+                          for k, (_, compute) in dask.items()))
 
 if __name__ == "__main__":
     main()

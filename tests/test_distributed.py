@@ -79,6 +79,33 @@ def test_the_shards_reduced_are_the_whole_batch(client, target):
     assert dp.reductions == {"loss": "weighted mean over the shards", "scores": "rows joined along axis 0",
                              "accuracy": "weighted mean over the shards"}
     assert close_enough(dp.value_and_grad(**params), whole)
+    if target == "numba":   # each worker loaded what this process compiled from Numba's cache
+        assert set(client.run(numba_compiled_and_loaded, fn.module.__name__).values()) == {(0, 1)}
+
+
+def numba_compiled_and_loaded(module):
+    """How many signatures the generated module `module` compiled in this process, and loaded
+    from Numba's cache."""
+    stats = sys.modules[module].__dict__["__value_and_grad"].stats
+    return sum(stats.cache_misses.values()), sum(stats.cache_hits.values())
+
+
+def test_a_conv_nets_loss_reduces_through_its_whole_batch_products(client):
+    """A convolution lays the batch out as one matrix product's columns (B*OH*OW): each
+    example's columns stay its own, so the loss is still a mean over the examples."""
+    @gc.graph(wrt=("C", "c", "W", "b"))
+    def cnn(x: gc.Tensor["B", 1, 6, 6], y: gc.IntTensor["B"], C: gc.Tensor[2, 1, 3, 3], c: gc.Tensor[2],
+            W: gc.Tensor[3, 18], b: gc.Tensor[3]):
+        h = gc.max_pool2d(gc.relu(gc.conv2d(x, C, c, padding=1)), 2)
+        return gc.softmax_cross_entropy(gc.linear(gc.flatten(h), W, b), y)
+    fn = gc.compile(cnn)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((41, 1, 6, 6)), rng.integers(0, 3, 41)
+    params = {"C": rng.standard_normal((2, 1, 3, 3)), "c": np.zeros(2), "W": rng.standard_normal((3, 18)) * 0.3,
+              "b": np.zeros(3)}
+    dp = DataParallel(fn, client).scatter(x=x, y=y)
+    assert dp.reductions == {"L": "weighted mean over the shards"}
+    assert close_enough(dp.value_and_grad(**params), fn.value_and_grad(x, y, **params))
 
 
 def load_part(k):
@@ -238,3 +265,14 @@ def test_the_readme_data_parallel_example_runs(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0] == "loss: weighted mean over the shards"
     assert float(lines[1]) < 1e-12 and (tmp_path / "mlp.npz").exists()
+
+
+def test_the_benchmark_runs_at_a_tiny_size():
+    """bench/distributed.py end to end (its figures are bench/RESULTS.md's): each row there."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "distributed.py"), "--target", "numpy",
+                           "--examples", "400", "--batch", "64", "--steps", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for row in ("one process, no Dask, 1 thread", "one process, no Dask, default threads",
+                "Dask, 1 worker process", "Dask, 2 worker processes", "2 workers: ", "GB/s"):
+        assert row in done.stdout, done.stdout

@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -96,7 +97,10 @@ class DataParallel:
         self.client = local_client() if client is None else client
         self.shards, self.size = [], 0
         self._data = self._loader = self._common = self._fn = None
-        self._common_data, self._warm, self._last = {}, set(), None
+        self._common_data, self._warm = {}, set()
+        # steps taken, their seconds, and the seconds of each one's slowest shard on its worker:
+        # the difference is what a step spends in Dask (scheduling, transfers, the tree's sums)
+        self.stats = {"steps": 0, "seconds": 0.0, "compute": 0.0}
 
     def __repr__(self):
         return (f"<graphc.distributed.DataParallel {self.fn.graph.name}: {len(self.shards)} shards of "
@@ -219,7 +223,12 @@ class DataParallel:
                                 f"was given {', '.join(twice)}, which scatter() sent already"))
         for attempt in itertools.count():
             try:
-                return self._step(rows, params)
+                start = time.perf_counter()
+                value, grads, compute = self._step(rows, params)
+                self.stats["steps"] += 1
+                self.stats["seconds"] += time.perf_counter() - start
+                self.stats["compute"] += compute
+                return value, grads
             except (concurrent.futures.CancelledError, KilledWorker):
                 if attempt >= self.retries:
                     raise
@@ -247,13 +256,8 @@ class DataParallel:
             if len(futures) == len(first):
                 wait(list(futures.values()))
         self._warm |= hosts
-        total = self._tree([futures[k] for k in sorted(futures)], token)
-        # the last step's futures are let go now, not before the submission above: releasing
-        # them is a message to the scheduler, and the client holds a message sent within
-        # 10 ms of another (Dask's batching), which delayed each step by up to 10 ms
-        self._last = (shared, futures, total)
-        values, grads = total.result()
-        return self._outputs(values, rows), tuple(_scalar(g, self.fn.dtype) for g in grads)
+        values, grads, compute = self._tree([futures[k] for k in sorted(futures)], token).result()
+        return self._outputs(values, rows), tuple(_scalar(g, self.fn.dtype) for g in grads), compute
 
     def _tree(self, futures, token):
         """The shards' results added pairwise on the workers, level by level."""

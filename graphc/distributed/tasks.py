@@ -9,6 +9,8 @@ and so are the sums' roundings.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .reduction import MEAN, SUM, Rows
@@ -16,7 +18,9 @@ from .reduction import MEAN, SUM, Rows
 
 def shard_step(fn, shard, common, params, rows, weight, kinds):
     """`fn.value_and_grad` on one shard (its `rows`, or all of it), each output made ready
-    for the tree: a mean times `weight`, a sum as it is, rows as a list of pieces."""
+    for the tree: a mean times `weight`, a sum as it is, rows as a list of pieces; and the
+    seconds it took here (the step's time less the slowest shard's is Dask's)."""
+    start = time.perf_counter()
     inputs = dict(common)
     inputs.update(params)
     for name, values in shard.items():
@@ -27,16 +31,16 @@ def shard_step(fn, shard, common, params, rows, weight, kinds):
         grads = tuple(np.multiply(g, weight) for g in grads)
     parts = tuple(np.multiply(v, weight) if kind == MEAN else [v] if isinstance(kind, Rows) else v
                   for v, kind in zip(values, kinds))
-    return parts, grads
+    return parts, grads, time.perf_counter() - start
 
 
 def combine(a, b, kinds):
     """Two partial results as one: sums added, rows' pieces joined, a batch-independent
-    output kept (it is the same on every shard)."""
-    (values_a, grads_a), (values_b, grads_b) = a, b
+    output kept (it is the same on every shard); the slower shard's seconds."""
+    (values_a, grads_a, seconds_a), (values_b, grads_b, seconds_b) = a, b
     values = tuple(x + y if kind in (MEAN, SUM) or isinstance(kind, Rows) else x
                    for x, y, kind in zip(values_a, values_b, kinds))
-    return values, tuple(np.add(x, y) for x, y in zip(grads_a, grads_b))
+    return values, tuple(np.add(x, y) for x, y in zip(grads_a, grads_b)), max(seconds_a, seconds_b)
 
 
 def as_outputs(fn, value):
