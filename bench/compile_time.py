@@ -113,6 +113,30 @@ def small_model(name, steps=None):
                    lambda *a: jax_loss(a[:k], *a[k:]), lambda *a: torch_loss(a[:k], *a[k:]))
 
 
+def scan_rnn(steps):
+    """The rnn rows' RNN with its loop a gc.scan (JAX: lax.scan; PyTorch has no scan: its loop)."""
+    data, params = S.rnn_data(np.random.default_rng(S.SEED), steps)
+    F, H = S.FEATURES, S.HIDDEN
+
+    def model(x: gc.Tensor["B", steps, F], y: gc.Tensor["B", 1], Wx: gc.Tensor[H, F], Wh: gc.Tensor[H, H],
+              b: gc.Tensor[H], Wo: gc.Tensor[1, H], bo: gc.Tensor[1]):
+        def cell(h, xt):
+            return gc.tanh(gc.linear(xt, Wx, b) + h @ Wh.T), None
+        h, _ = gc.scan(cell, gc.tanh(gc.linear(x[:, 0, :], Wx, b)), gc.moveaxis(x[:, 1:, :], 1, 0))
+        return gc.mse(gc.linear(h, Wo, bo), y)
+    model.__name__ = f"scan{steps}"
+
+    def jax_scan(Wx, Wh, b, Wo, bo, x, y):
+        import jax
+        import jax.numpy as jnp
+        cell = lambda h, xt: (jnp.tanh(xt @ Wx.T + b + h @ Wh.T), None)  # noqa: E731
+        h, _ = jax.lax.scan(cell, jnp.tanh(x[:, 0, :] @ Wx.T + b), jnp.moveaxis(x[:, 1:, :], 1, 0))
+        return jnp.mean((h @ Wo.T + bo - y) ** 2)
+    k = len(params)
+    return Problem(lambda: gc.graph(model, wrt=tuple(params)), {**params, **data}, tuple(params), "float64",
+                   jax_scan, lambda *a: S.rnn_torch(a[:k], *a[k:]))
+
+
 def lenet():
     L = C.example("train_lenet")
     rng = np.random.default_rng(0)
@@ -166,11 +190,12 @@ FAMILIES = {
     "inputs": ("scalar graph, {:,} inputs", inputs),
     "micrograd": ("micrograd's MLP 2-16-16-1", lambda: small_model("micrograd")),
     "rnn": ("RNN, hidden 16, {:,} steps unrolled", lambda n: small_model("rnn", n)),
+    "scan": ("RNN, hidden 16, {:,} steps, gc.scan (JAX: lax.scan)", scan_rnn),
     "lenet": ("LeNet-5, batch 64, float32", lenet),
     "mlp": ("MLP 784-256-128-10, batch 128, float32", mlp),
 }
 DEFAULT_ROWS = ("chain500", "chain2000", "chain5000", "chain10000", "inputs2000", "micrograd", "rnn20", "rnn100",
-                "rnn1000", "lenet", "mlp")
+                "rnn1000", "scan20", "scan100", "scan1000", "lenet", "mlp")
 QUICK_ROWS = ("chain500", "micrograd", "rnn20")
 
 

@@ -63,6 +63,28 @@ def _tri(node, args, ctx, name):
     return text if ctx.dtype == "float64" else f"{text}.astype({ctx.np}.{ctx.dtype})"
 
 
+def _transpose(node, args, ctx, name):
+    """A matrix's .T is a view; any other order of axes a loop nest copying into C order:
+    Numba compiles np.transpose with a tuple of axes in about 5 s, these loops in a fraction."""
+    axes = node.attr["axes"]
+    if axes == tuple(reversed(range(len(axes)))) and len(axes) <= 2:
+        return f"{atom(args[0])}.T"
+    index = ctx.loop.index[:len(axes)]
+    lines = ["    " * a + f"for {index[a]} in {ctx.loop.range}({ctx.target.dimension(d, ctx)}):"
+             for a, d in enumerate(node.shape)]
+    source = [index[axes.index(k)] for k in range(len(axes))]   # output axis a reads input axis axes[a]
+    lines.append("    " * len(axes) + f"{name}[{', '.join(index)}] = {args[0]}[{', '.join(source)}]")
+    return f"{ctx.np}.empty({ctx.target.shape(node.shape, ctx)}, dtype={ctx.np}.{dtype_of(node, ctx)})", lines
+
+
+def _zeros(node, args, ctx, name):
+    """Zeros in C order, whatever the order of the value they are shaped like (np.zeros_like
+    of W.T is in Fortran order): a scan's carry keeps one array type from step to step."""
+    if node.shape == ():
+        return ctx.target.constant(0.0, ctx)
+    return f"{ctx.np}.zeros({ctx.target.shape(node.shape, ctx)}, dtype={ctx.np}.{ctx.dtype})"
+
+
 def _reshape(node, args, ctx, name):
     if node.shape == ():   # its one element: a number, not a 0-d array
         return element(args[0], node.inputs[0].ndim)
@@ -108,6 +130,8 @@ OPS = {
     **{k: v for k, v in NUMPY_OPS.items() if k not in ("where",)},
     "matmul": _matmul,
     "sum": loops.reduction, "mean": loops.reduction, "max": loops.reduction,
+    "transpose": _transpose,
+    "zeros_like": _zeros,
     "reshape": _reshape,
     "broadcast_like": _broadcast, "broadcast_to": _broadcast,
     "tri": _tri,
