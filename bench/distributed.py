@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 
 import numpy as np   # noqa: E402
+import psutil   # noqa: E402  (a dependency of Dask's distributed)
 
 import graphc as gc   # noqa: E402
 
@@ -64,6 +65,30 @@ def parse():
         args.examples, args.batch, args.steps = 4_000, 512, 5
     args.workers = [int(k) for k in args.workers.split(",")]
     return args
+
+
+class Others:
+    """How many cores the machine's other processes (not this one, nor its children) used
+    while a measurement ran: the machine is shared, and a figure taken beside another
+    process's work says little about the scaling."""
+
+    def __init__(self):
+        self.start, self.before = time.perf_counter(), _cpu_seconds()
+
+    def cores(self):
+        me = psutil.Process()
+        mine = {me.pid} | {p.pid for p in me.children(recursive=True)}
+        used = sum(t - self.before.get(pid, 0.0) for pid, t in _cpu_seconds().items() if pid not in mine)
+        return used / (time.perf_counter() - self.start)
+
+
+def _cpu_seconds():
+    out = {}
+    for proc in psutil.process_iter(["cpu_times"]):
+        times = proc.info["cpu_times"]
+        if times is not None:
+            out[proc.pid] = times.user + times.system
+    return out
 
 
 def data(args):
@@ -94,7 +119,7 @@ def batches(n, batch, seed=1):
 def single(args):
     """One process, no Dask: seconds per step at the batch and at its shares (batch / workers)."""
     fn, (x, y, params) = compiled(args), data(args)
-    out = {}
+    out, others = {}, Others()
     for size in sorted({-(-args.batch // k) for k in [1, *args.workers]}):
         opt, rows = gc.optim.SGD(0.1), batches(args.examples, size)
 
@@ -103,6 +128,7 @@ def single(args):
             _, grads = fn.value_and_grad(x[idx], y[idx], **params)
             opt.step(params, grads)
         out[size] = C.median_time(step, max(args.steps, 5), warmup=3)
+    out["others"] = others.cores()
     return out
 
 
@@ -123,15 +149,16 @@ def on_dask(args, workers, fn, x, y, params):
         first = step()
         for _ in range(2):
             step()
-        before, start = dict(dp.stats), time.perf_counter()
+        before, start, others = dict(dp.stats), time.perf_counter(), Others()
         for _ in range(args.steps):
             step()
         seconds = (time.perf_counter() - start) / args.steps
         compute = (dp.stats["compute"] - before["compute"]) / args.steps
+        busy = others.cores()
         measured = link(client, params) if workers == 1 else ""
     finally:
         gc.distributed.close_local(client)
-    return seconds, compute, first, measured
+    return seconds, compute, first, measured, busy
 
 
 def link(client, params):
@@ -154,7 +181,7 @@ def main():
         print(C.RESULT_TAG + json.dumps({str(k): v for k, v in single(args).items()}), flush=True)
         return
     fn, (x, y, params) = compiled(args), data(args)
-    alone = {}
+    alone, notes = {}, []
     for threads in (1, None):
         env = {**os.environ, **(ONE_THREAD if threads == 1 else {})}
         argv = [a for a in sys.argv[1:]] + ["--single", str(threads or 0)]
@@ -163,11 +190,16 @@ def main():
         lines = [l for l in proc.stdout.splitlines() if l.startswith(C.RESULT_TAG)]
         if proc.returncode or not lines:
             sys.exit(f"the no-Dask run failed:\n{proc.stderr[-2000:]}")
-        alone[threads] = {int(k): v for k, v in json.loads(lines[-1][len(C.RESULT_TAG):]).items()}
-    dask, notes = {}, []
+        measured = json.loads(lines[-1][len(C.RESULT_TAG):])
+        busy = measured.pop("others")
+        alone[threads] = {int(k): v for k, v in measured.items()}
+        notes.append(f"other processes used {busy:.2f} cores beside the run without Dask, "
+                     f"{'1 thread' if threads == 1 else 'default threads'}")
+    dask = {}
     for k in args.workers:
-        seconds, compute, (value, idx), note = on_dask(args, k, fn, x, y, params)
+        seconds, compute, (value, idx), note, busy = on_dask(args, k, fn, x, y, params)
         notes += [note] if note else []
+        notes.append(f"other processes used {busy:.2f} cores beside the run with {k} worker{'s' if k > 1 else ''}")
         reference, _ = fn.value_and_grad(x[idx], y[idx], **params)
         assert abs(value - reference) <= 1e-9 * abs(reference), (value, reference)
         dask[k] = seconds, compute

@@ -15,7 +15,8 @@ import pytest
 from distributed import WorkerPlugin
 
 import graphc as gc
-from graphc.distributed import DataParallel, close_local, local_client, sweep, train
+from graphc.distributed import DataParallel, close_local, local_client, sweep, tasks, train
+from graphc.distributed.reduction import plan
 from support import ROOT
 
 # the workers cannot import this file: what it gives them (a sweep's training function, a
@@ -81,6 +82,24 @@ def test_the_shards_reduced_are_the_whole_batch(client, target):
     assert close_enough(dp.value_and_grad(**params), whole)
     if target == "numba":   # each worker loaded what this process compiled from Numba's cache
         assert set(client.run(numba_compiled_and_loaded, fn.module.__name__).values()) == {(0, 1)}
+
+
+def test_a_shard_takes_arrays_at_odd_addresses_without_a_new_compile():
+    """Dask may hand an array over in its message's buffer, at an odd address or read-only,
+    which Numba would type apart and compile the module for again: the step copies it."""
+    fn = gc.compile(NET, target="numba")
+    x, y, params = data()
+    whole = fn.value_and_grad(x, y, **params)
+    odd = {}
+    for name, value in params.items():
+        odd[name] = np.frombuffer(bytearray(value.nbytes + 1), value.dtype, value.size, 1).reshape(value.shape)
+        odd[name][...] = value
+        odd[name].flags.writeable = False
+    assert not any(a.flags.aligned or a.flags.writeable for a in odd.values() if a.size > 1)
+    kinds = plan(NET, NET.inputs[0].shape[0])
+    parts, grads, _ = tasks.shard_step(fn, {"x": x, "y": y}, {}, odd, None, 1.0, kinds)
+    assert np.array_equal(grads[0], whole[1][0]) and parts[0] == whole[0]["loss"]
+    assert len(fn.module.__dict__["__value_and_grad"].signatures) == 1
 
 
 def numba_compiled_and_loaded(module):

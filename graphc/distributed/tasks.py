@@ -21,10 +21,9 @@ def shard_step(fn, shard, common, params, rows, weight, kinds):
     for the tree: a mean times `weight`, a sum as it is, rows as a list of pieces; and the
     seconds it took here (the step's time less the slowest shard's is Dask's)."""
     start = time.perf_counter()
-    inputs = dict(common)
-    inputs.update(params)
+    inputs = {name: _as_made_here(v) for part in (common, params) for name, v in part.items()}
     for name, values in shard.items():
-        inputs[name] = values if rows is None else values[rows]
+        inputs[name] = _as_made_here(values) if rows is None else values[rows]
     value, grads = fn.value_and_grad(**inputs)
     values = as_outputs(fn, value)
     if kinds[0] == MEAN or kinds[0] is None:   # the loss's kind decides the gradients'
@@ -32,6 +31,15 @@ def shard_step(fn, shard, common, params, rows, weight, kinds):
     parts = tuple(np.multiply(v, weight) if kind == MEAN else [v] if isinstance(kind, Rows) else v
                   for v, kind in zip(values, kinds))
     return parts, grads, time.perf_counter() - start
+
+
+def _as_made_here(value):
+    """An array as the driver's are: aligned and writeable. Dask hands over an array it
+    received in place, in its message's buffer, sometimes at an odd address or read-only,
+    and Numba types such an array apart: the module would be compiled again, here."""
+    if isinstance(value, np.ndarray) and not (value.flags.aligned and value.flags.writeable):
+        return np.array(value)
+    return value
 
 
 def combine(a, b, kinds):
