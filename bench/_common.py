@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -138,6 +139,39 @@ def busy_process():
     finally:
         proc.kill()
         proc.wait()
+
+
+def physical_gb():
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def resident_gb(pid):
+    """The memory a process holds (Linux's /proc; 0 where there is none to read)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 2**20
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def run_limited(cmd, env, timeout, memory):
+    """Run cmd: (stdout, stderr, exit status), or {"timeout": timeout} where it ran past
+    `timeout` seconds, {"memory": memory} where it took more than `memory` GB; either stops
+    it and the processes it started (its own process group)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    start = time.monotonic()
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.5)
+            return out, err, proc.returncode
+        except subprocess.TimeoutExpired:
+            over = ({"timeout": timeout} if time.monotonic() - start > timeout
+                    else {"memory": memory} if resident_gb(proc.pid) > memory else None)
+            if over:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                return over
 
 
 def emit(result):

@@ -1,23 +1,22 @@
 """Time to first result: tracing, gc.compile and the first value_and_grad in a fresh process,
 with empty caches and with the caches filled, beside JAX jit and torch.compile.
 
-    python bench/compile_time.py [--quick] [--rows chain500,rnn20,...] [--timeout 600]
+    python bench/compile_time.py [--quick] [--rows chain500,rnn20,...] [--timeout 600] [--memory GB]
                                  [--targets numpy,numba] [--peers torch,jax]
 
-Each cell is a new Python process, which times from before tracing to the first result of the
-value and its gradients, its imports not counted:
-- graphc, cold: empty GRAPHC_CACHE_DIR and NUMBA_CACHE_DIR, so graphc traces, differentiates,
-  generates and writes the module, and on numba Numba compiles it to machine code;
-- graphc, warm: a second process with both caches filled by the first;
-- JAX jit: jax.jit(jax.value_and_grad(loss)) and its first call (float64 where the row is);
-- torch.compile: the compiled loss's first call and its backward, with an empty Inductor cache.
-A process that runs past --timeout seconds is stopped and its cell says "> N s" (a warm cell
-after a cold one that did not finish is "-").
-The rows (ROWS; a row name is a family and its size, so chain30 or rnn3 are rows too):
+Each cell is a new Python process, which times from before tracing to the first value and
+gradients (its imports not counted): graphc cold (empty GRAPHC_CACHE_DIR and NUMBA_CACHE_DIR:
+graphc generates the module, Numba compiles it), graphc warm (a second process, both caches
+filled), JAX jit (jax.jit(jax.value_and_grad(loss)), float64 where the row is), torch.compile
+(the compiled loss and its backward, an empty Inductor cache). A process that runs past
+--timeout seconds or takes more than --memory GB is stopped, and its cell says "> N s" or
+"> N GB" (a warm cell after a cold one that did not finish: "-").
+The rows (FAMILIES; a row name is a family and its size, so chain30 or rnn3 are rows too):
 - chainN: a scalar chain of N ops, y = sin(y)*1.0001 + x repeated N/3 times;
 - inputsN: a scalar graph of N inputs, the sum of x_i * sin(x_i+1);
 - micrograd: micrograd's demo MLP 2-16-16-1 (bench/small_models.py);
 - rnnN: the vanilla RNN of bench/small_models.py unrolled over N steps by a Python loop;
+- scanN: the same RNN with its loop a gc.scan (JAX: lax.scan);
 - lenet: LeNet-5 (examples/train_lenet.py's make_lenet), batch 64, float32;
 - mlp: the 784-256-128-10 MLP of bench/mlp.py, batch 128, float32.
 Below the table: the goals (on graphc's forward graph of 500 nodes or more, numba's cold first
@@ -31,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -258,20 +256,20 @@ def child(row, impl):
 
 
 # -- the parent: each cell in a fresh process
-def run_cell(row, impl, env, timeout):
-    """The child's result, {"timeout": s} where it ran past `timeout`, or {"error": its last line}."""
+def run_cell(row, impl, env, args):
+    """The child's result; {"timeout": s} where it ran past args.timeout seconds, {"memory": GB}
+    where it took more than args.memory GB (stopped before the machine runs out: an unrolled
+    RNN of 1,000 steps took Numba 24 GB), {"error": its last line} where it failed."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", row, impl]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)   # its own group: a timeout stops its workers too
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return {"timeout": timeout}
+    done = C.run_limited(cmd, env, args.timeout, args.memory)
+    if isinstance(done, dict):
+        return done
+    out, err, status = done
     lines = [line for line in out.splitlines() if line.startswith(C.RESULT_TAG)]
-    if proc.returncode != 0 or not lines:
-        return {"error": (err.strip().splitlines() or ["no output"])[-1]}
+    if status != 0 or not lines:
+        # the exception's line (PyTorch's errors end with advice), else how the process ended
+        errors = [line for line in err.splitlines() if re.match(r"[\w.]+(Error|Exception)\b", line)]
+        return {"error": errors[-1] if errors else f"exit status {status}" + (" (a signal)" if status < 0 else "")}
     return json.loads(lines[-1][len(C.RESULT_TAG):])
 
 
@@ -283,15 +281,15 @@ def run_row(row, args, work):
     for target in args.targets:
         caches = {"GRAPHC_CACHE_DIR": os.path.join(work, row, target, "graphc"),
                   "NUMBA_CACHE_DIR": os.path.join(work, row, target, "numba")}
-        cells[f"{target} cold"] = run_cell(row, target, {**base, **caches}, args.timeout)
+        cells[f"{target} cold"] = run_cell(row, target, {**base, **caches}, args)
         if "seconds" in cells[f"{target} cold"]:   # the same caches, filled
-            cells[f"{target} warm"] = run_cell(row, target, {**base, **caches}, args.timeout)
+            cells[f"{target} warm"] = run_cell(row, target, {**base, **caches}, args)
     for peer in args.peers:
         if importlib.util.find_spec(peer) is None:
             cells[peer] = {"error": f"{peer} is not installed"}
             continue
         inductor = {"TORCHINDUCTOR_CACHE_DIR": os.path.join(work, row, "inductor")}
-        cells[peer] = run_cell(row, peer, {**base, **inductor}, args.timeout)
+        cells[peer] = run_cell(row, peer, {**base, **inductor}, args)
     for cell, result in cells.items():
         print(f"{row}, {cell}: {describe(result)}", file=sys.stderr, flush=True)
     return cells
@@ -302,6 +300,8 @@ def describe(result):
         return "-"
     if "timeout" in result:
         return f"> {result['timeout']:g} s"
+    if "memory" in result:
+        return f"> {result['memory']:g} GB"
     if "error" in result:
         return "failed"
     return f"{result['seconds']:.2f} s"
@@ -309,7 +309,7 @@ def describe(result):
 
 def seconds(result):
     """A cell's seconds (inf where it ran past the timeout), None where it has none."""
-    if result is None or "error" in result:
+    if result is None or "error" in result or "memory" in result:
         return None
     return float("inf") if "timeout" in result else result["seconds"]
 
@@ -376,6 +376,8 @@ def parse(argv):
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_ROWS)}")
     p.add_argument("--rows", help=f"comma-separated rows (default: {','.join(DEFAULT_ROWS)})")
     p.add_argument("--timeout", type=float, default=600, help="seconds a process may run (default 600)")
+    p.add_argument("--memory", type=float, default=round(C.physical_gb() / 2, 1),
+                   help="GB of memory a process may take (default: half the machine's)")
     p.add_argument("--targets", default="numpy,numba", help="graphc targets (default: numpy,numba)")
     p.add_argument("--peers", default="jax,torch", help="jax, torch, both (default) or '' for none")
     args = p.parse_args(argv)

@@ -207,9 +207,8 @@ def peer_jax(reps, target):
     out = {}
     for name in MODELS:
         data, params = make(name)
-        loss_fn = MODELS[name][4]
-        t, loss0 = C.jax_sgd_step(lambda p, *args: loss_fn(p, *args), tuple(map(jax.numpy.asarray, params.values())),
-                                  tuple(data.values()), LR, reps * 20)
+        t, loss0 = C.jax_sgd_step(MODELS[name][4], tuple(map(jax.numpy.asarray, params.values())),
+                                  tuple(data.values()), LR, reps * 20)   # samples of one call each
         out[name] = (t, loss0)
     return {"steps": out, "version": jax.__version__}
 
