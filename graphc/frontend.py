@@ -213,7 +213,7 @@ def scan(step, init, xs=None, length=None, reverse=False):
     steps = _length(outer, slices, length)
     code = getattr(step, "__code__", None)
     body = Graph(_step_name(step), Where(code.co_filename, code.co_firstlineno) if code else None)
-    carry_name, x_name = _parameter_names(outer, step)
+    carry_name, x_name = _parameter_names(step)
     for k, node in enumerate(carries):
         ops.add_input(body, carry_name if carry_kind == "single" else f"{carry_name}{k}", node.shape, node.dtype)
     for k, node in enumerate(slices):
@@ -224,7 +224,7 @@ def scan(step, init, xs=None, length=None, reverse=False):
     try:
         result = step(_rebuild([Tensor(body, n) for n in body.inputs[:len(carries)]], carry_kind),
                       _rebuild([Tensor(body, n) for n in body.inputs[len(carries):]], xs_kind))
-        _step_outputs(body, result, carries, carry_kind, carry_name)
+        _step_outputs(body, result, carries, carry_kind)
     finally:
         _TRACING.pop()
         body._code = None
@@ -278,7 +278,7 @@ def _step_name(step):
     return name if name.isidentifier() and not name.startswith("_") else "step"
 
 
-def _parameter_names(outer, step):
+def _parameter_names(step):
     """The names of the step's two parameters (its inputs' names in the step's code)."""
     try:
         params = [p for p in inspect.signature(step).parameters.values()
@@ -291,7 +291,7 @@ def _parameter_names(outer, step):
     return names
 
 
-def _step_outputs(body, result, carries, carry_kind, carry_name):
+def _step_outputs(body, result, carries, carry_kind):
     """The step's results as its graph's outputs: the new carries (their shapes and dtypes
     those of init), then the ys."""
     if not isinstance(result, (tuple, list)) or len(result) != 2:
