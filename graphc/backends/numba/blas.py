@@ -9,12 +9,13 @@ variable GRAPHC_BLAS chooses: `mkl`, `scipy`, or unset (MKL where it is installe
 The choice is made when graphc writes a module and is part of its text (a module written for
 MKL loads MKL's runtime library when imported, and says so if it cannot).
 
-Threads: a product shared between threads pays only from about a million multiply-adds
-(m*n*k) on 2 cores, and a small model's products are far below that. MKL shares even a
-32x16 @ 16x16 product, so the module runs a product of fewer than 2**20 multiply-adds on one
-of MKL's threads (blas.py.j2), unless the environment sets MKL_NUM_THREADS or OMP_NUM_THREADS.
-OpenBLAS decides alone: a product of up to 262,144 multiply-adds runs on one thread, where
-one thread and all the cores measure the same. bench/threads.py measures both.
+Threads: sharing a product between threads paid only from about half a million (OpenBLAS)
+to a million (MKL) multiply-adds (m*n*k) on 2 cores, and not at all beside a busy process; a
+small model's products are far below that. MKL shares even a 32x16 @ 16x16 product, so the
+module runs a product of fewer than 2**20 multiply-adds on one of MKL's threads (blas.py.j2),
+unless the environment sets MKL_NUM_THREADS or OMP_NUM_THREADS. OpenBLAS decides alone: a
+product of up to 262,144 multiply-adds runs on one thread, where one thread and all the cores
+measure the same. bench/threads.py measures both.
 """
 from __future__ import annotations
 
