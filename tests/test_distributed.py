@@ -289,7 +289,7 @@ def test_the_readme_data_parallel_example_runs(tmp_path):
 def test_the_benchmark_runs_at_a_tiny_size():
     """bench/distributed.py end to end (its figures are bench/RESULTS.md's): each row there."""
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "distributed.py"), "--target", "numpy",
-                           "--examples", "400", "--batch", "64", "--steps", "2"],
+                           "--examples", "200", "--batch", "32", "--steps", "1", "--rounds", "1"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for row in ("one process, no Dask, 1 thread", "one process, no Dask, default threads",
