@@ -2,6 +2,7 @@
 the whole batch's, minibatches drawn on the workers are gc.data.minibatches' batches,
 training resumes from a checkpoint on the same curve, a worker killed in a step changes
 nothing, a sweep runs its configurations as tasks, and no process is left behind."""
+import contextlib
 import os
 import re
 import subprocess
@@ -42,24 +43,25 @@ def data(n=203, seed=0):
     return x, rng.integers(0, 3, n), params
 
 
+@contextlib.contextmanager
+def cluster(cache):
+    """Two worker processes of one thread, writing and reading compiled modules (and Numba's
+    cache of them) in the tests' cache; shut down at the end, leaving no process: each worker
+    process there is then (a restarted one too) ends, orphaned or not."""
+    client = local_client(2, env={"GRAPHC_CACHE_DIR": str(cache)})
+    try:
+        yield client
+    finally:
+        workers = [psutil.Process(pid) for pid in client.run(os.getpid).values()]
+        close_local(client)
+        _, left = psutil.wait_procs(workers, timeout=10)
+        assert left == [], f"processes left behind: {left}"
+
+
 @pytest.fixture(scope="module")
 def client(_session_cache):
-    """Two worker processes of one thread, writing and reading compiled modules (and Numba's
-    cache of them) in the tests' cache; shut down after the module, leaving no process."""
-    before = set(children())
-    client = local_client(2, env={"GRAPHC_CACHE_DIR": str(_session_cache)})
-    yield client
-    close_local(client)
-    left = [p for p in children() if p not in before]
-    assert left == [], f"processes left behind: {left}"
-
-
-def children():
-    """This process's children that run, but for Python's resource tracker (multiprocessing
-    starts one, which lives as long as this process)."""
-    return [p.pid for p in psutil.Process().children(recursive=True)
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-            and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())]
+    with cluster(_session_cache) as client:
+        yield client
 
 
 def close_enough(a, b, tol=1e-12):
@@ -230,8 +232,7 @@ class KillOnce(WorkerPlugin):
 def test_a_worker_killed_in_a_step_changes_nothing(_session_cache, tmp_path):
     fn = gc.compile(NET)
     x, y, params = data()
-    client = local_client(2, env={"GRAPHC_CACHE_DIR": str(_session_cache)})
-    try:
+    with cluster(_session_cache) as client:
         dp = DataParallel(fn, client).scatter(x=x, y=y)
         before = dp.value_and_grad(**params)
         client.register_plugin(KillOnce(str(tmp_path / "killed")))
@@ -239,8 +240,6 @@ def test_a_worker_killed_in_a_step_changes_nothing(_session_cache, tmp_path):
         assert (tmp_path / "killed").exists()
         assert close_enough(after, before, 0.0)
         assert close_enough(dp.value_and_grad(**params), before, 0.0)
-    finally:
-        close_local(client)
 
 
 def test_a_sweep_runs_each_configuration_as_a_task(client):
