@@ -188,6 +188,22 @@ def answer_as_peer(args, peers, reps):
     return True
 
 
+def torch_sgd_step(loss_fn, params, lr):
+    """A PyTorch eager SGD step: loss_fn() -> the loss, whose backward fills params' .grad;
+    each parameter then moves by -lr * its gradient in place. The step returns the loss."""
+    import torch
+
+    def step():
+        loss = loss_fn()
+        loss.backward()
+        with torch.no_grad():
+            for t in params:
+                t -= lr * t.grad
+                t.grad = None
+        return loss
+    return step
+
+
 def jax_sgd_step(loss_fn, params, data, lr, reps):
     """JAX jit's SGD step on loss_fn(params, *data) (params a tuple): (seconds per step, loss at step 0)."""
     import jax

@@ -105,19 +105,14 @@ def peer_torch(reps, target):
     xt, lt = torch.from_numpy(x), torch.from_numpy(labels)
     p = [torch.from_numpy(params[n].copy()).requires_grad_() for n in NAMES]
 
-    def step():
+    def loss():
         C1, c1, C2, c2, F1, f1, F2, f2, F3, f3 = p
         h = F.max_pool2d(torch.relu(F.conv2d(xt, C1, c1, padding=2)), 2)
         h = F.max_pool2d(torch.relu(F.conv2d(h, C2, c2)), 2)
         h = torch.relu(F.linear(torch.flatten(h, 1), F1, f1))
         h = torch.relu(F.linear(h, F2, f2))
-        loss = F.cross_entropy(F.linear(h, F3, f3), lt)
-        loss.backward()
-        with torch.no_grad():
-            for t in p:
-                t -= LR * t.grad
-                t.grad = None
-        return loss
+        return F.cross_entropy(F.linear(h, F3, f3), lt)
+    step = C.torch_sgd_step(loss, p, LR)
     loss0 = float(step())
     t = C.median_time(step, reps, warmup=10)
     return {"step_s": t, "loss0": loss0, "version": torch.__version__, "threads": torch.get_num_threads()}

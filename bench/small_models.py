@@ -187,14 +187,7 @@ def peer_torch(reps, target):
         args = [torch.from_numpy(v) if isinstance(v, np.ndarray) else v for v in data.values()]
         p = [torch.from_numpy(v.copy()).requires_grad_() for v in params.values()]
 
-        def step():
-            loss = MODELS[name][3](p, *args)
-            loss.backward()
-            with torch.no_grad():
-                for t in p:
-                    t -= LR * t.grad
-                    t.grad = None
-            return loss
+        step = C.torch_sgd_step(lambda: MODELS[name][3](p, *args), p, LR)  # noqa: B023 (called in this loop)
         loss0 = float(step())
         out[name] = (alternately([step], reps)[0], loss0)
     return {"steps": out, "version": torch.__version__, "threads": torch.get_num_threads()}

@@ -58,9 +58,3 @@ def loop(body, init, xs, consts, length, reverse=False):
     return [apply(SCAN, args, body=body, out=k, carries=c, xs=len(xs), length=length, reverse=reverse)
             for k in range(c + len(body.outputs))]
 
-
-def parts(node):
-    """(carries, slices, consts) of a scan node's inputs, and the number of ys."""
-    a = node.attr
-    c, m = a["carries"], a["xs"]
-    return node.inputs[:c], node.inputs[c:c + m], node.inputs[c + m:], len(a["body"].outputs) - c
