@@ -3,6 +3,7 @@ the whole batch's, minibatches drawn on the workers are gc.data.minibatches' bat
 training resumes from a checkpoint on the same curve, a worker killed in a step changes
 nothing, a sweep runs its configurations as tasks, and no process is left behind."""
 import contextlib
+import ctypes
 import os
 import re
 import subprocess
@@ -84,6 +85,34 @@ def test_the_shards_reduced_are_the_whole_batch(client, target):
     assert close_enough(dp.value_and_grad(**params), whole)
     if target == "numba":   # each worker loaded what this process compiled from Numba's cache
         assert set(client.run(numba_compiled_and_loaded, fn.module.__name__).values()) == {(0, 1)}
+
+
+def fresh_mappings_for_a_megabyte():
+    """How many new memory mappings glibc makes for a 1 MB array: 0 when it comes from the
+    heap, 1 when it is mapped afresh (and its pages faulted in and zeroed on first use)."""
+    class Mallinfo2(ctypes.Structure):   # made here: a ctypes class does not pickle
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                         "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = Mallinfo2
+    before = libc.mallinfo2().hblks
+    array = np.empty(1 << 20, np.uint8)
+    mapped = libc.mallinfo2().hblks - before
+    del array
+    return mapped
+
+
+def test_a_workers_step_temporaries_come_from_the_heap(client):
+    """Dask starts workers with MALLOC_TRIM_THRESHOLD_ set, which keeps glibc's mmap threshold
+    at 128 KiB: every large temporary of a step would be mapped and zeroed afresh. A step
+    sets the worker's allocator to keep them."""
+    assert set(client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_").values()) == {"65536"}
+    before = set(client.run(fresh_mappings_for_a_megabyte).values())
+    x, y, params = data()
+    dp = DataParallel(gc.compile(NET, target="numpy"), client).scatter(x=x, y=y)
+    dp.value_and_grad(**params)
+    assert set(client.run(fresh_mappings_for_a_megabyte).values()) == {0}
+    assert before in ({1}, {0})   # {0}: a worker set by an earlier test of this module
 
 
 def test_a_shard_takes_arrays_at_odd_addresses_without_a_new_compile():
