@@ -7,6 +7,7 @@ scikit-learn (pip install 'graphc[examples]').
 
     python examples/train_lenet.py                       # 15 epochs: about 98-99% test accuracy
     python examples/train_lenet.py --target numba --plot docs/lenet_curves.png --diagram docs/lenet.png
+    python examples/train_lenet.py --target numba --tiered   # train on numpy while Numba compiles
 """
 import argparse
 import time
@@ -85,19 +86,20 @@ def init(rng, size=SIZE):
 
 
 def train(epochs=15, lr=2e-3, batch_size=64, seed=0, progress=False, plot=None, target="numpy", images=None,
-          size=SIZE, diagram=None):
+          size=SIZE, diagram=None, tiered=False):
     """Train; returns the test accuracy, the time per step and the curves. `images` keeps
     that many of the training and of the test images, `size` upsamples the digits to that
-    size instead of 28 (quick runs)."""
+    size instead of 28 (quick runs). tiered: on the numba target, the first steps run on the
+    numpy target while Numba compiles (gc.compile(..., tiered=True))."""
     x_train, x_test, y_train, y_test = load(seed=seed, size=size)
     if images is not None:
         x_train, x_test, y_train, y_test = x_train[:images], x_test[:images], y_train[:images], y_test[:images]
     rng = np.random.default_rng(seed)
     params = init(rng, size)
-    fn = gc.compile(lenet if size == SIZE else make_lenet(size), target=target)
+    fn = gc.compile(lenet if size == SIZE else make_lenet(size), target=target, tiered=tiered)
     steps = epochs * -(-len(x_train) // batch_size)
     opt = gc.optim.Adam(lr=gc.schedules.cosine(lr, period=steps), target=target)
-    history, step_times = gc.diagnostics.History(), []
+    history, step_times, served = gc.diagnostics.History(), [], {}
 
     def accuracy(x, labels):
         scores = np.concatenate([fn.forward(xb, yb, **params)["scores"]
@@ -108,6 +110,7 @@ def train(epochs=15, lr=2e-3, batch_size=64, seed=0, progress=False, plot=None, 
         losses = []
         for xb, yb in gc.data.minibatches(x_train, y_train, batch_size=batch_size, rng=rng):
             start = time.perf_counter()
+            served[fn.serving()] = served.get(fn.serving(), 0) + 1
             out, grads = fn.value_and_grad(shifted(xb, rng), yb, **params)
             opt.step(params, grads)
             step_times.append(time.perf_counter() - start)
@@ -119,7 +122,8 @@ def train(epochs=15, lr=2e-3, batch_size=64, seed=0, progress=False, plot=None, 
     if diagram:   # the trained net on the first test image: each layer a box, feature maps on its wires
         gc.render(fn.graph, values={"x": x_test[:1], "y": y_test[:1], **gc.to_host(params)}, path=diagram)
     return {"test_acc": history.last("test_acc"), "train_acc": history.last("train_acc"), "history": history,
-            "ms_per_step": 1e3 * float(np.median(step_times)), "params": params, "x_test": x_test}
+            "ms_per_step": 1e3 * float(np.median(step_times)), "params": params, "x_test": x_test,
+            "steps_on": served}
 
 
 def main(argv=None):
@@ -132,6 +136,8 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--target", choices=sorted(gc.TARGETS), default="numpy",
                     help="where the model and the optimizer run (default numpy)")
+    ap.add_argument("--tiered", action="store_true",
+                    help="with --target numba: train on the numpy target while Numba compiles, then switch")
     ap.add_argument("--images", type=int, default=None,
                     help="keep this many training and test images (a quick run; default all)")
     ap.add_argument("--size", type=int, default=SIZE, help="upsample the 8x8 digits to this size (default 28)")
@@ -139,12 +145,14 @@ def main(argv=None):
                                                       ".pdf need Graphviz's dot; .dot needs nothing)")
     args = ap.parse_args(argv)
     result = train(args.epochs, args.lr, args.batch_size, args.seed, not args.no_progress, args.plot,
-                   args.target, args.images, args.size, args.diagram)
+                   args.target, args.images, args.size, args.diagram, args.tiered)
     h = result["history"]
     for epoch, loss, tr, te in zip(h.steps("loss"), h["loss"], h["train_acc"], h["test_acc"]):
         print(f"epoch {epoch + 1:3d}: loss {loss:.4f}, train {tr:.2%}, test {te:.2%}")
     print(f"test accuracy {result['test_acc']:.2%}; {result['ms_per_step']:.1f} ms per step of "
           f"{args.batch_size} images (median)")
+    if args.tiered:
+        print("steps run on each target: " + ", ".join(f"{t} {n}" for t, n in result["steps_on"].items()))
     for what, path in (("curves", args.plot), ("diagram", args.diagram)):
         if path:
             print(f"{what} written to {path}")

@@ -18,13 +18,16 @@ from .graph.ir import Graph, GraphError, format_shape
 from .lower.lowering import Lowering
 from .lower.program import signature
 from .runtime import CompiledGraph, is_scalar_graph
+from .tiers import Tiers
 from .version import __version__
 
 DTYPES = ("float64", "float32")
 
 
-def compile(graph: Graph, target="numpy", wrt=None, dtype="float64", path=None) -> "CompiledGraph":
-    """Compile `graph` to a module of flat forward/backward code and import it."""
+def compile(graph: Graph, target="numpy", wrt=None, dtype="float64", path=None, tiered=False) -> "CompiledGraph":
+    """Compile `graph` to a module of flat forward/backward code and import it. With
+    tiered=True (the numba target), calls are answered by the numpy target's module until
+    Numba has compiled each function in the background (graphc/tiers.py)."""
     if not isinstance(graph, Graph):
         raise GraphError(f"gc.compile needs a graph (a function decorated with @gc.graph), "
                          f"got {type(graph).__name__}")
@@ -32,6 +35,16 @@ def compile(graph: Graph, target="numpy", wrt=None, dtype="float64", path=None) 
         raise GraphError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if dtype not in DTYPES:
         raise GraphError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if tiered:
+        interim = TARGETS[target].interim
+        if interim is None:
+            tiered_targets = [name for name, t in TARGETS.items() if t.interim]
+            raise GraphError(f"tiered=True answers calls from another target while this one compiles; the "
+                             f"{target} target has nothing to wait for: choose {' or '.join(tiered_targets)}")
+        fast = compile(graph, target, wrt, dtype, path)
+        slow = compile(graph, interim, wrt, dtype)
+        return CompiledGraph(graph, fast.backend, dtype, fast.wrt, fast.source, fast.path,
+                             Tiers(slow.module, fast.module, fast.path, graph.name))
     backend = TARGETS[target]
     _check_target(graph, backend, dtype)
     wrt_nodes = resolve_wrt(graph, wrt)

@@ -23,6 +23,7 @@ from .backends import TARGETS
 from .codegen import cache
 from .graph import travel  # noqa: F401  (fills ir.BEHAVIOUR["pickle"]: graphs pickle where graphc is imported)
 from .graph.ir import GraphError, format_shape, html_summary
+from .tiers import Tiers
 
 
 def is_device_array(value):
@@ -92,7 +93,8 @@ class CompiledGraph:
         self._per_example = sig.per_example
         # Numba's compiled scalar functions take and return Python floats as they are:
         # a call with floats only goes straight to them (the wrapper would cost ~10x the work)
-        self._direct = (target.native_scalars and dtype == "float64" and self._per_example
+        self.tiered = isinstance(module, Tiers)
+        self._direct = (target.native_scalars and dtype == "float64" and self._per_example and not self.tiered
                         and sig.output_kind == "single" and all(d == "float" for _, _, d in sig.inputs))
         self._all_floats = (float,) * len(self.inputs)
         if self._direct:   # instance attributes: a call finds them before the checked methods
@@ -115,12 +117,25 @@ class CompiledGraph:
                              "module travels, not its graph; pickle the graph too where it is needed")
         return self._graph
 
-    def __reduce__(self):
+    def __reduce__(self):   # a tiered function arrives untiered: the numba module alone
         return (_compiled_from, (self._sig, self.target, self.dtype, self.wrt, self.source))
+
+    def serving(self, name="value_and_grad"):
+        """The target whose code the next call of `name` runs: the compiled target, or for a
+        tiered function (gc.compile(..., tiered=True)) 'numpy' until Numba has compiled it."""
+        if name not in ("forward", "backward", "value_and_grad"):
+            raise GraphError(f"serving(): {name!r} is not a function of a compiled graph "
+                             "(forward, backward, value_and_grad)")
+        return self.module.serving(name) if self.tiered else self.target
+
+    def wait(self, timeout=None):
+        """A tiered function: wait for Numba's compilations begun so far (True when none is
+        running any more; False if `timeout` seconds passed first). Otherwise True at once."""
+        return self.module.wait(timeout) if self.tiered else True
 
     def __repr__(self):
         return (f"<graphc.CompiledGraph {self._sig.name}({', '.join(self.inputs)}) "
-                f"target={self.target} dtype={self.dtype}>")
+                f"target={self.target}{' (tiered)' if self.tiered else ''} dtype={self.dtype}>")
 
     def _repr_svg_(self):   # in a notebook: the graph's diagram under a table, as a Graph shows
         return None if self._graph is None else self._graph._repr_svg_()

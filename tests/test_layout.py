@@ -16,6 +16,7 @@ LAYERS = [
     ["graphc.lower"],
     ["graphc.backends"],
     ["graphc.codegen"],
+    ["graphc.tiers"],                # tiered functions: numpy's answers while Numba compiles
     ["graphc.runtime"],
     ["graphc.compiler"],
     ["graphc.diagrams", "graphc.train"],

@@ -117,6 +117,9 @@ def test_optimizers_on_rosenbrock():
                  marks=pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")),
     pytest.param("train_lenet", ["--epochs", "1", "--images", "64", "--no-progress"],
                  marks=pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")),
+    # the steps run on numpy while Numba compiles in another process, which is stopped at the end
+    pytest.param("train_lenet", ["--epochs", "1", "--images", "64", "--no-progress", "--target", "numba", "--tiered"],
+                 marks=pytest.mark.skipif(not has["sklearn"], reason="scikit-learn is not installed")),
 ])
 def test_example_runs_as_a_script(name, args, tmp_path):
     if has["matplotlib"] and name != "init_demo":
@@ -126,5 +129,7 @@ def test_example_runs_as_a_script(name, args, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+    if "--tiered" in args:
+        assert "steps run on each target: numpy 1" in done.stdout
     if "--plot" in args:
         assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
