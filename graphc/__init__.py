@@ -38,12 +38,29 @@ from .graph.nn import (
 )
 from .frontend import graph, scope, variant, scan
 from .autodiff import grad, jvp, jacobian, hessian, hvp
-from .compiler import compile
-from .runtime import CompiledGraph
-from .backends import TARGETS                      # names for --target
-from .train import optim, schedules, init, data, diagnostics
-from .train.gradcheck import gradcheck
-from .train.device import to_device, to_host       # cuda: state on the GPU
+from .lower import dump as _dump                   # fills BEHAVIOUR["text"]: str(graph)
+from .graph import travel as _travel               # fills BEHAVIOUR["pickle"]: pickling a graph
+
+# Imported on first use (__getattr__ below): the compiler, the backends and the training
+# toolkit bring in SymPy (0.3-0.4 s), Jinja2 and Numba, so that `import graphc` stays fast and
+# a program that only loads compiled modules never pays for them. name: (module, attribute;
+# None for the module itself)
+_LAZY = {
+    "compile": (".compiler", "compile"),
+    "CompiledGraph": (".runtime", "CompiledGraph"),
+    "TARGETS": (".backends", "TARGETS"),           # names for --target
+    "optim": (".train.optim", None),
+    "schedules": (".train.schedules", None),
+    "init": (".train.init", None),
+    "data": (".train.data", None),
+    "diagnostics": (".train.diagnostics", None),
+    "gradcheck": (".train.gradcheck", "gradcheck"),
+    "to_device": (".train.device", "to_device"),   # cuda: state on the GPU
+    "to_host": (".train.device", "to_host"),
+    "distributed": (".distributed", None),         # Dask: an optional extra
+}
+# the stages' modules, as `gc.compiler` and `gc.train` read before they were imported on first use
+_SUBMODULES = ("compiler", "runtime", "backends", "codegen", "train", "diagrams", "cli")
 
 
 def _notebook_svg(g):
@@ -69,17 +86,27 @@ def render(graph, values=None, path=None, **options):
 
 
 def __getattr__(name):
-    """gc.distributed, imported on first use (Dask is an optional extra, which `import graphc`
-    never imports); an unknown `gc.<name>`: the error names the closest that exist
-    (gc.sigmod: gc.sigmoid)."""
-    if name == "distributed":
-        import importlib
-        return importlib.import_module(".distributed", __name__)
+    """What _LAZY names, and the stages' modules, imported on first use (PEP 562); an unknown
+    `gc.<name>`: the error names the closest that exist (gc.sigmod: gc.sigmoid)."""
+    import importlib
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = importlib.import_module(module, __name__)
+        value = value if attribute is None else getattr(value, attribute)
+        globals()[name] = value   # later reads find it here
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     import difflib
-    public = [n for n in globals() if not n.startswith("_")]
+    public = [n for n in __dir__() if not n.startswith("_")]
     close = difflib.get_close_matches(name, public, n=3, cutoff=0.6)
     # only those about as close as the closest (gc.sigmod: gc.sigmoid, not also gc.mod, gc.sign)
     score = lambda c: difflib.SequenceMatcher(None, name, c).ratio()  # noqa: E731
     close = [c for c in close if score(c) >= score(close[0]) - 0.15]
     hint = f"; did you mean {' or '.join(f'gc.{c}' for c in close)}?" if close else ""
     raise AttributeError(f"module 'graphc' has no attribute {name!r}{hint}")
+
+
+def __dir__():
+    """dir(graphc) and tab completion: what is imported, and what _LAZY imports on first use."""
+    return sorted(set(globals()) | set(_LAZY))

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sympy as sp
-
 from ..graph import ops, symbolic
 from ..graph.ir import Graph, GraphError, Node
+from ..graph.lazy import sp
 from ..graph.ops import zeros_like
 from ..graph.structural import unbroadcast
 from ..graph.tensor import Tensor

@@ -15,11 +15,11 @@ import math
 import numbers
 
 import numpy as np
-import sympy as sp
 
 from .elementwise import elementwise
 from .indexing import concatenate, getitem
 from .ir import GraphError, dim, format_shape, size_of
+from .lazy import sp
 from .ops import apply, const, structural
 from .primitives import sqrt
 from .structural import _axes, _reduced, _tensor, broadcast_to, max, mean, reshape, transpose
@@ -380,12 +380,13 @@ def np_erf(x):
     return erf(x)
 
 
-_KAPPA = sp.Rational(44715, 10 ** 6)   # PyTorch's 0.044715
-_gelu = elementwise("gelu", lambda x: x / 2 * (1 + sp.erf(x / sp.sqrt(2))),
+# lazy: SymPy builds the formulas on first use (lazy.py); 44715/10**6 is PyTorch's 0.044715
+_gelu = elementwise("gelu", lambda x: x / 2 * (1 + sp.erf(x / sp.sqrt(2))), lazy=True,
                     ref=lambda x: x / 2 * (1 + np_erf(x / np.sqrt(2.0))), symbol="gelu")
-_gelu_tanh = elementwise("gelu_tanh", lambda x: x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + _KAPPA * x ** 3))),
+_gelu_tanh = elementwise("gelu_tanh",
+                         lambda x: x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + sp.Rational(44715, 10 ** 6) * x ** 3))),
                          ref=lambda x: x / 2 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
-                         symbol="gelu")
+                         symbol="gelu", lazy=True)
 
 
 def gelu(x, approximate="none"):

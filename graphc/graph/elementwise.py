@@ -8,30 +8,46 @@ import functools
 import inspect
 import numbers
 
-import sympy as sp
-
 from . import symbolic
 from .ir import GraphError
+from .lazy import sp
 from .ops import EXPR, Op, apply, expr, register
 
+
 def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None, gate=None,
-                nondiff=(), domain=None, register_op=True):
+                nondiff=(), domain=None, register_op=True, lazy=False):
     """Declare an elementwise op from a scalar SymPy formula and return its function.
 
     `formula` is a lambda over SymPy symbols; parameters with defaults are static
     attributes (`lambda x, alpha=0.01: ...`). Its derivative comes from SymPy
     unless `partials` (a lambda over the same arguments plus the output `y`)
     gives the rules. `stable` is an equal formula that is printed instead where
-    the textbook one overflows.
+    the textbook one overflows. The SymPy expressions are built at once, so that a
+    formula SymPy cannot take fails on its line; `lazy=True` (graphc's own ops, in
+    primitives.py and functions.py) builds them on first use, so that `import graphc`
+    imports no SymPy.
     """
     sig = inspect.signature(formula)
     inputs = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
     params = tuple((p.name, p.default) for p in sig.parameters.values()
                    if p.default is not inspect.Parameter.empty)
-    if len(inputs) > len(symbolic.ARGS):
-        raise GraphError(f"op '{name}': at most {len(symbolic.ARGS)} inputs")
+    if len(inputs) > symbolic.N_ARGS:
+        raise GraphError(f"op '{name}': at most {symbolic.N_ARGS} inputs")
+    op = Op(name, "elementwise", len(inputs), params,
+            functools.partial(_formulas, name, formula, partials, stable, len(inputs), params), ref=ref,
+            symbol=symbol or name, gate=gate or "", nondiff=tuple(nondiff), domain=domain)
+    if not lazy:
+        op.build()
+    op.vjp, op.jvp = _elementwise_vjp, _elementwise_jvp
+    if register_op:
+        register(op)
+    return _op_function(op, inputs, lazy)
+
+
+def _formulas(name, formula, partials, stable, n_inputs, params):
+    """An op's SymPy expressions (Op.build): its formula, its stable form, its stated partials."""
     param_syms = [sp.Symbol(k, real=True) for k, _ in params]
-    args = symbolic.ARGS[:len(inputs)]
+    args = symbolic.ARGS[:n_inputs]
     try:
         expr = sp.sympify(formula(*args, *param_syms))
         explicit = None
@@ -41,17 +57,12 @@ def elementwise(name, formula, partials=None, stable=None, ref=None, symbol=None
     except (TypeError, AttributeError, ValueError, sp.SympifyError) as e:
         raise GraphError(f"op '{name}': its formulas must be SymPy expressions of their arguments "
                          f"(sp.exp, not math.exp or np.exp): {e}") from None
-    if explicit is not None and len(explicit) != len(inputs):
+    if explicit is not None and len(explicit) != n_inputs:
         raise GraphError(f"op '{name}': partials must give one rule per input")
-    op = Op(name, "elementwise", len(inputs), params, expr, stable_expr, explicit, ref=ref,
-            symbol=symbol or name, gate=gate or "", nondiff=tuple(nondiff), domain=domain)
-    op.vjp, op.jvp = _elementwise_vjp, _elementwise_jvp
-    if register_op:
-        register(op)
-    return _op_function(op, inputs)
+    return expr, stable_expr, explicit
 
 
-def _op_function(op, input_names):
+def _op_function(op, input_names, lazy):
     def fn(*args, **attrs):
         # arguments past the inputs are the attributes, in order (gc.leaky_relu(x, 0.1))
         extra = args[len(input_names):]
@@ -68,8 +79,9 @@ def _op_function(op, input_names):
         return apply(op, args, **attrs)
     fn.__name__ = op.name
     fn.op = op
-    fn.__doc__ = (f"Elementwise {op.name}({', '.join(input_names)}"
-                  + "".join(f", {k}={v!r}" for k, v in op.params) + f"): {op.formula}")
+    # a lazy op's formula is not built yet: the doc says where it is
+    fn.__doc__ = (f"Elementwise {op.name}({', '.join(input_names)}" + "".join(f", {k}={v!r}" for k, v in op.params)
+                  + (f"): its SymPy formula is {op.name}.op.formula" if lazy else f"): {op.formula}"))
     return fn
 
 
@@ -80,7 +92,7 @@ def _elementwise_vjp(g, y, *inputs, **attrs):
     node = y.node
     out = []
     for i in range(len(inputs)):
-        if len(inputs) + 2 > len(symbolic.ARGS):   # a very wide sum: only the values its rule reads
+        if len(inputs) + 2 > symbolic.N_ARGS:   # a very wide sum: only the values its rule reads
             rule = _partial(node.op, node.attrs, len(inputs), i)
             out.append(None if rule is None else _term(rule, g, y, inputs))
             continue
@@ -112,7 +124,7 @@ def _elementwise_jvp(tangents, y, *inputs, **attrs):
     if not used:
         return None
     ts = [tangents[i] for i in used]
-    if len(used) + 1 + len(inputs) <= len(symbolic.ARGS):
+    if len(used) + 1 + len(inputs) <= symbolic.N_ARGS:
         return expr(_tangent_formula(node.op, node.attrs, len(inputs), used), *ts, y, *inputs)
     total = None   # too many arguments for one formula (a very wide sum): a term each
     for i, t in zip(used, ts):

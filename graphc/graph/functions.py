@@ -6,32 +6,40 @@ diagrams' symbol, and the domain a graph input must lie in.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
-import sympy as sp
-from sympy.codegen.cfunctions import expm1 as _expm1, hypot as _hypot, log2 as _log2, log10 as _log10
 
 from .elementwise import elementwise
 from .ir import GraphError
+from .lazy import cfunctions, sp
 from .primitives import maximum, minimum
-from .symbolic import log1p as _log1p
+
+# as primitives.py's: the formulas are built on first use, so that `import graphc` imports no SymPy
+elementwise = functools.partial(elementwise, lazy=True)
+_log1p = lambda x: cfunctions.log1p(x)  # noqa: E731
 
 
-class floor(sp.floor):
+@functools.lru_cache(maxsize=None)
+def _floor_class():
     """SymPy's floor with derivative 0 (away from the integers, where it jumps): mod's
-    rules and their derivatives come out as numbers, not an unevaluated Derivative."""
+    rules and their derivatives come out as numbers, not an unevaluated Derivative.
+    Defined on first use: a subclass of a SymPy class needs SymPy imported."""
+    class floor(sp.floor):
+        def fdiff(self, argindex=1):
+            return sp.S.Zero
+    return floor
 
-    def fdiff(self, argindex=1):
-        return sp.S.Zero
 
+floor = lambda x: _floor_class()(x)  # noqa: E731
 
 
 # ---- logarithms and exponentials --------------------------------------------------
-log1p = elementwise("log1p", lambda x: _log1p(x), ref=np.log1p, symbol="log1p")
-expm1 = elementwise("expm1", lambda x: _expm1(x), ref=np.expm1, symbol="expm1")
-log2 = elementwise("log2", lambda x: _log2(x), ref=np.log2, symbol="log2", domain="positive")
-log10 = elementwise("log10", lambda x: _log10(x), ref=np.log10, symbol="log10", domain="positive")
+log1p = elementwise("log1p", lambda x: cfunctions.log1p(x), ref=np.log1p, symbol="log1p")
+expm1 = elementwise("expm1", lambda x: cfunctions.expm1(x), ref=np.expm1, symbol="expm1")
+log2 = elementwise("log2", lambda x: cfunctions.log2(x), ref=np.log2, symbol="log2", domain="positive")
+log10 = elementwise("log10", lambda x: cfunctions.log10(x), ref=np.log10, symbol="log10", domain="positive")
 # log(exp(a) + exp(b)), printed as max(a, b) + log1p(exp(-|a - b|)); its rules are sigmoid(a - b)
 # and sigmoid(b - a) in softplus's form, with no overflow and exact at a tie (exp(a - y) is not:
 # y rounds to a where a = b = 1e200, and the rule to 1)
@@ -54,7 +62,7 @@ arccosh = elementwise("arccosh", lambda x: sp.acosh(x), ref=np.arccosh, symbol="
 arctanh = elementwise("arctanh", lambda x: sp.atanh(x), ref=np.arctanh, symbol="arctanh", domain="unit")
 arctan2 = elementwise("arctan2", lambda a, b: sp.atan2(a, b), ref=np.arctan2, symbol="arctan2")
 # sqrt(a**2 + b**2) printed as hypot(a, b), which neither overflows nor underflows; a/y, b/y
-hypot = elementwise("hypot", lambda a, b: sp.sqrt(a ** 2 + b ** 2), stable=lambda a, b: _hypot(a, b),
+hypot = elementwise("hypot", lambda a, b: sp.sqrt(a ** 2 + b ** 2), stable=lambda a, b: cfunctions.hypot(a, b),
                     ref=np.hypot, symbol="hypot")
 
 # ---- sign, mod, clip: piecewise ------------------------------------------------------

@@ -8,9 +8,9 @@ from __future__ import annotations
 import builtins
 
 import numpy as np
-import sympy as sp
 
 from .ir import GraphError, dim, format_shape
+from .lazy import sp
 from .ops import FIRST, MOVES, apply, structural, zeros_like
 from .structural import _tensor, batch_axis, batched, broadcast_to, reshape
 from .tensor import OPERATORS, Tensor

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import sympy as sp
+from .lazy import sp
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent) + os.sep   # graphc/, not graphc/graph/
 

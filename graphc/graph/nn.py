@@ -1,11 +1,10 @@
 """Losses and layers built from the primitives, in their numerically stable forms."""
 from __future__ import annotations
 
-import sympy as sp
-
 from . import ops, symbolic
 from .ir import GraphError, format_shape, size_of
 from .integers import one_hot_labels
+from .lazy import sp
 from .names import Namer, check_name
 from .ops import note_domain
 from .primitives import abs, exp, less, log, softplus, sqrt

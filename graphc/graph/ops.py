@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import sympy as sp
 
 from . import symbolic
 from .ir import GraphError, broadcast_shapes, format_shape, located
+from .lazy import sp
 from .names import Namer, user_names
 from .tensor import Tensor
 
@@ -35,9 +35,7 @@ class Op:
     kind: str                                   # input | const | elementwise | structural | alias
     n_inputs: int | None = None                 # None: variadic
     params: tuple = ()                          # ((name, default), ...): static attributes
-    formula: sp.Expr | None = None              # elementwise: over symbolic.ARGS and param symbols
-    stable: sp.Expr | None = None               # elementwise: the form printed, where the formula overflows
-    explicit_partials: tuple | None = None      # elementwise: rules given instead of derived
+    formulas: Callable | None = None            # elementwise: () -> its SymPy expressions (see build)
     shape_rule: Callable | None = None          # structural: (attrs, *shapes) -> shape
     vjp: Callable | None = None                 # (g, y, *inputs, **attrs) -> one contribution per input
     jvp: Callable | None = None                 # (tangents, y, *inputs, **attrs) -> y's tangent or None
@@ -58,6 +56,18 @@ class Op:
     @property
     def elementwise(self):
         return self.kind == "elementwise"
+
+    def build(self):
+        """(formula, stable, explicit_partials), from `formulas` on the first call: graphc's
+        own ops are built when first used, so that `import graphc` imports no SymPy."""
+        if "_built" not in self.__dict__:
+            self._built = self.formulas() if self.formulas is not None else (None, None, None)
+        return self._built
+
+    # elementwise: the formula over ARGS and param symbols; the form printed, where it overflows; rules given
+    formula = property(lambda self: self.build()[0])
+    stable = property(lambda self: self.build()[1])
+    explicit_partials = property(lambda self: self.build()[2])
 
     def formula_for(self, attrs):
         """The scalar formula with this node's attribute values substituted."""

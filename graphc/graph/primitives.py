@@ -6,13 +6,17 @@ partials are given beside the formula.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-import sympy as sp
 
 from .elementwise import elementwise
-from .symbolic import log1p
+from .lazy import cfunctions, sp
 from .tensor import OPERATORS
 
+# graphc's own ops build their SymPy formulas on first use, so that `import graphc` imports no
+# SymPy (lazy.py); the lambdas below, and `sp` in them, are only called then
+elementwise = functools.partial(elementwise, lazy=True)
 _step = lambda c: sp.Piecewise((1, c), (0, True))  # noqa: E731
 _zero_where_zero = lambda a, value: sp.Piecewise((0, sp.Eq(a, 0)), (value, True))  # noqa: E731
 
@@ -49,8 +53,8 @@ softplus = elementwise("softplus", lambda x: sp.log(1 + sp.exp(x)),
                        # sigmoid(x) in a form with no overflow and no cancellation anywhere:
                        # SymPy's 1 - exp(-y) cancels where y is tiny (x << 0), exp(x - y) is nan
                        # at x = inf (inf - inf), 1/(1 + exp(-x)) overflows (a NumPy warning) below -709
-                       partials=lambda x, y: (sp.exp(sp.Min(x, 0) - log1p(sp.exp(-sp.Abs(x)))),),
-                       stable=lambda x: sp.Max(x, 0) + log1p(sp.exp(-sp.Abs(x))),
+                       partials=lambda x, y: (sp.exp(sp.Min(x, 0) - cfunctions.log1p(sp.exp(-sp.Abs(x)))),),
+                       stable=lambda x: sp.Max(x, 0) + cfunctions.log1p(sp.exp(-sp.Abs(x))),
                        ref=lambda x: np.logaddexp(0.0, x), symbol="softplus")
 
 # ---- rectifiers: routing gates ------------------------------------------------------

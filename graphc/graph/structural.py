@@ -9,9 +9,9 @@ from __future__ import annotations
 import builtins
 
 import numpy as np
-import sympy as sp
 
 from .ir import GraphError, broadcast_shapes, dim, format_shape, size_of
+from .lazy import sp
 from .ops import FIRST, MOVES, Op, apply, register, structural
 from .primitives import equal
 from .tensor import OPERATORS, Tensor

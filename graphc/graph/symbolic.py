@@ -12,19 +12,36 @@ from __future__ import annotations
 
 import functools
 
-import sympy as sp
-from sympy.codegen.cfunctions import log1p
+from .lazy import cfunctions, sp
 
-# Argument symbols: _a0, _a1, ... The underscore keeps them apart from the
-# names of symbolic dimensions, which may not start with one.
-ARGS = tuple(sp.Symbol(f"_a{i}", real=True) for i in range(16))
-Y = sp.Symbol("_y", real=True)   # the op's own output, in derivative rules
+
+N_ARGS = 16   # how many inputs a formula may have
+
+
+@functools.lru_cache(maxsize=None)
+def symbols():
+    """(ARGS, Y), made on first use (`import graphc` imports no SymPy: lazy.py). ARGS, the
+    argument symbols _a0, _a1, ...: the underscore keeps them apart from the names of
+    symbolic dimensions, which may not start with one. Y: the op's own output, in
+    derivative rules. Read them as `symbolic.ARGS` and `symbolic.Y` (__getattr__ below)."""
+    return tuple(sp.Symbol(f"_a{i}", real=True) for i in range(N_ARGS)), sp.Symbol("_y", real=True)
+
+
+def __getattr__(name):
+    """symbolic.ARGS, symbolic.Y and symbolic.log1p, on first use (PEP 562)."""
+    if name in ("ARGS", "Y"):
+        globals().update(zip(("ARGS", "Y"), symbols()))   # later reads find them in the module
+        return globals()[name]
+    if name == "log1p":
+        return cfunctions.log1p
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.lru_cache(maxsize=None)
 def partials(formula, n_inputs):
     """d formula / d arg_i for each input, as expressions over ARGS and Y."""
-    return tuple(prefer_output_form(sp.diff(formula, ARGS[i]), formula, n_inputs)
+    args = symbols()[0]
+    return tuple(prefer_output_form(sp.diff(formula, args[i]), formula, n_inputs)
                  for i in range(n_inputs))
 
 
@@ -45,8 +62,8 @@ def printable(derivative):
     return out
 
 
-def step(arg, at_zero=sp.S.Half):
-    """Heaviside(arg): 1 above 0, 0 below, `at_zero` (SymPy's default 1/2) at 0.
+def step(arg, at_zero=None):
+    """Heaviside(arg): 1 above 0, 0 below, `at_zero` at 0 (None: SymPy's default, 1/2).
 
     1/2 is the value that agrees with sign(0) = 0, abs' at its kink: where kinks cancel in
     a smooth formula (softplus's stable rule holds Min(x, 0) and Abs(x)), the half-steps
@@ -54,7 +71,7 @@ def step(arg, at_zero=sp.S.Half):
     method started at w = 0). The rules written for the routing gates (relu, max) keep
     their own ties; this is only for steps SymPy derives.
     """
-    if at_zero == sp.S.Half:
+    if at_zero is None or at_zero == sp.S.Half:
         return (1 + sp.sign(arg)) / 2
     return sp.Piecewise((1, arg > 0), (0, arg < 0), (at_zero, True))
 
@@ -104,8 +121,9 @@ def _constants_as_symbols(*exprs):
 
 def _output_form(derivative, formula, n_inputs):
     """The simplest provably equal form of `derivative`, preferring one in terms of Y."""
+    args, Y = symbols()
+    x = args[0]
     candidates = [derivative.subs(formula, Y)]
-    x = ARGS[0]
     if n_inputs == 1 and formula.count(x) == 1:
         try:
             inverses = sp.solve(sp.Eq(Y, formula), x, check=False)  # verified below
@@ -271,4 +289,4 @@ class Printer:
         return text, _PREC_ATOM
 
 
-__all__ = ["ARGS", "Y", "partials", "printable", "step", "prefer_output_form", "Printer", "log1p"]
+__all__ = ["ARGS", "Y", "N_ARGS", "symbols", "partials", "printable", "step", "prefer_output_form", "Printer", "log1p"]

@@ -123,7 +123,7 @@ def _elementwise_op(name, n_inputs, params, formula, *rest):
                                                    mine.explicit_partials) == (n_inputs, params, formula, *rest[:2]):
         return mine
     stable, partials, symbol, gate, nondiff, domain, ref = rest
-    op = Op(name, "elementwise", n_inputs, params, formula, stable, partials, ref=ref, symbol=symbol,
+    op = Op(name, "elementwise", n_inputs, params, lambda: (formula, stable, partials), ref=ref, symbol=symbol,
             gate=gate, nondiff=nondiff, domain=domain)
     op.vjp, op.jvp = EXPR.vjp, EXPR.jvp   # the rules every elementwise op shares (elementwise.py)
     return register(op) if mine is None else op

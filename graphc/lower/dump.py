@@ -2,10 +2,9 @@
 size, named as the generated code names it (naming.py), like a jaxpr."""
 from __future__ import annotations
 
-import sympy as sp
-
 from ..graph import ops, symbolic
 from ..graph.ir import BEHAVIOUR, format_shape, size_of
+from ..graph.lazy import sp
 from ..graph.names import Namer
 from ..graph.structural import CUSTOM, STOP
 from .naming import is_hidden, through_aliases, value_names

@@ -16,9 +16,8 @@ only fused loops read is never materialised: the loops index its source.
 """
 from __future__ import annotations
 
-import sympy as sp
-
 from ..graph import ops
+from ..graph.lazy import sp
 from .naming import through_aliases
 
 
