@@ -23,7 +23,7 @@ from .backends import TARGETS
 from .codegen import cache
 from .graph import travel  # noqa: F401  (fills ir.BEHAVIOUR["pickle"]: graphs pickle where graphc is imported)
 from .graph.ir import GraphError, format_shape, html_summary
-from .tiers import Tiers
+from .tiers import ENTRY_POINTS, Tiers
 
 
 def is_device_array(value):
@@ -123,9 +123,9 @@ class CompiledGraph:
     def serving(self, name="value_and_grad"):
         """The target whose code the next call of `name` runs: the compiled target, or for a
         tiered function (gc.compile(..., tiered=True)) 'numpy' until Numba has compiled it."""
-        if name not in ("forward", "backward", "value_and_grad"):
+        if name not in ENTRY_POINTS:
             raise GraphError(f"serving(): {name!r} is not a function of a compiled graph "
-                             "(forward, backward, value_and_grad)")
+                             f"({', '.join(ENTRY_POINTS)})")
         return self.module.serving(name) if self.tiered else self.target
 
     def wait(self, timeout=None):

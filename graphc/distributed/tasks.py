@@ -10,6 +10,7 @@ and so are the sums' roundings.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 import time
 
@@ -36,9 +37,7 @@ def shard_step(fn, shard, common, params, rows, weight, kinds):
     return parts, grads, time.perf_counter() - start
 
 
-_ALLOCATOR_SET = []   # a process's allocator is set once
-
-
+@functools.lru_cache(maxsize=None)   # once a process
 def _keep_freed_memory():
     """Let this process's allocator keep the memory a step frees for the next step.
 
@@ -49,9 +48,8 @@ def _keep_freed_memory():
     plain process, and more with two workers sharing the memory bus. The mmap threshold at
     glibc's own ceiling (32 MiB) and a trim threshold above a step's temporaries give back
     what the dynamic threshold would have. Not glibc: nothing to do."""
-    if _ALLOCATOR_SET or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
-    _ALLOCATOR_SET.append(True)
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):   # musl and others have no mallopt

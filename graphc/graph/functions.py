@@ -18,7 +18,6 @@ from .primitives import maximum, minimum
 
 # as primitives.py's: the formulas are built on first use, so that `import graphc` imports no SymPy
 elementwise = functools.partial(elementwise, lazy=True)
-_log1p = lambda x: cfunctions.log1p(x)  # noqa: E731
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,10 +42,10 @@ log10 = elementwise("log10", lambda x: cfunctions.log10(x), ref=np.log10, symbol
 # log(exp(a) + exp(b)), printed as max(a, b) + log1p(exp(-|a - b|)); its rules are sigmoid(a - b)
 # and sigmoid(b - a) in softplus's form, with no overflow and exact at a tie (exp(a - y) is not:
 # y rounds to a where a = b = 1e200, and the rule to 1)
-_sigmoid = lambda d: sp.exp(sp.Min(d, 0) - _log1p(sp.exp(-sp.Abs(d))))  # noqa: E731
+_sigmoid = lambda d: sp.exp(sp.Min(d, 0) - cfunctions.log1p(sp.exp(-sp.Abs(d))))  # noqa: E731
 logaddexp = elementwise("logaddexp", lambda a, b: sp.log(sp.exp(a) + sp.exp(b)),
                         partials=lambda a, b, y: (_sigmoid(a - b), _sigmoid(b - a)),
-                        stable=lambda a, b: sp.Max(a, b) + _log1p(sp.exp(-sp.Abs(a - b))),
+                        stable=lambda a, b: sp.Max(a, b) + cfunctions.log1p(sp.exp(-sp.Abs(a - b))),
                         ref=np.logaddexp, symbol="logaddexp")
 
 # ---- trigonometric and hyperbolic functions, and their inverses ------------------------
