@@ -5,9 +5,16 @@ and the output, in reverse topological order; ask each op's VJP rule for one
 contribution per input; sum contributions where a value fans out (the copy
 gate adds) and sum over broadcast axes where an input was broadcast. The
 adjoints are ordinary nodes, so the result can be differentiated again.
+
+A value read in more than WIDE places (a weight shared by every step of an unrolled
+RNN) sums its contributions as they arrive, a running sum whose each add sits beside
+the contribution it takes: the backward code then repeats step by step, and the numba
+target compiles a step once (lower/outline.py) where one sum of every step's
+contribution at the end would be a loop reading a hundred arrays.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from ..graph import ops, symbolic
@@ -16,6 +23,10 @@ from ..graph.lazy import sp
 from ..graph.ops import zeros_like
 from ..graph.structural import unbroadcast
 from ..graph.tensor import Tensor
+
+
+WIDE = 8   # contributions beyond which they are summed as they arrive
+RUNNING_SUM = "copy gate adds, as each contribution arrives"   # the comment on such an add
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ def backprop_seeds(graph: Graph, seeds, wrt: list[Node]) -> dict:
     for output, seed in seeds:
         contributions.setdefault(output, []).append((seed, None))
     found, siblings = {}, _siblings(graph, last)
+    readers = Counter(i for n in graph.nodes[: last + 1] if on_path[n.index] for i in n.inputs)
+    running = {n for n, count in readers.items() if count > WIDE}
     for node in [n for n in graph.nodes[: last + 1] if on_path[n.index]][::-1]:
         if node.op.siblings:   # the outputs of one computation: their adjoints, then one VJP
             group = siblings.pop(ops.sibling_key(node), None)
@@ -58,11 +71,11 @@ def backprop_seeds(graph: Graph, seeds, wrt: list[Node]) -> dict:
                 for s in group:
                     gs[s.attr["out"]] = _adjoint(graph, s, contributions.pop(s, None), found)
                 if any(g is not None for g in gs) and any(on_path[i.index] for i in node.inputs):
-                    _contribute(graph, node, on_path, contributions, gs)
+                    _contribute(graph, node, on_path, contributions, gs, running)
             continue
         g = _adjoint(graph, node, contributions.pop(node, None), found)
         if g is not None and node.op.vjp is not None and any(on_path[i.index] for i in node.inputs):
-            _contribute(graph, node, on_path, contributions, Tensor(graph, g))
+            _contribute(graph, node, on_path, contributions, Tensor(graph, g), running)
     return {w: found.get(w) or zeros_like(Tensor(graph, w)).node for w in wrt}
 
 
@@ -78,10 +91,11 @@ def _adjoint(graph, node, parts, found):
     return g
 
 
-def _contribute(graph, node, on_path, contributions, g):
+def _contribute(graph, node, on_path, contributions, g, running):
     """Ask `node`'s VJP rule for its inputs' contributions. Siblings share one rule, given
     their adjoints by "out" (Tensors, None where none came) and the attributes they share,
-    not their values (the rule makes the siblings it reads: a scan's kept carries)."""
+    not their values (the rule makes the siblings it reads: a scan's kept carries). An
+    input in `running` adds each contribution to the sum of those before it at once."""
     attrs, args = dict(node.attrs), [Tensor(graph, i) for i in node.inputs]
     if node.op.siblings:   # which inputs need a gradient: a scan computes only those
         g = [None if a is None else Tensor(graph, a) for a in g]
@@ -96,7 +110,13 @@ def _contribute(graph, node, on_path, contributions, g):
             if c is None or not on_path[inp.index]:
                 continue
             c = unbroadcast(c, inp.shape)
-            contributions.setdefault(inp, []).append((c.node, node))
+            parts = contributions.setdefault(inp, [])
+            if parts and inp in running:
+                graph._origin = (inp, RUNNING_SUM)
+                parts[:] = [((Tensor(graph, parts[0][0]) + c).node, None)]
+                graph._origin = (node, None)
+            else:
+                parts.append((c.node, node))
     finally:
         graph._origin = None
 

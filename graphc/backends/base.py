@@ -117,6 +117,8 @@ class Target:
       native_scalars  a graph of scalars called with floats may go straight to the machine code
       device_arrays   results may stay in device memory, and so does training state
       scalars_only    every value of a graph must be a scalar
+      outlines        a stretch of statements that recurs becomes one function called at each
+                      place (lower/outline.py): its compiler's time grows with a function's length
       interim         the target whose module answers calls while this one's compiles
                       (gc.compile(..., tiered=True)), or None: nothing to wait for
       dtypes          the dtypes it computes in
@@ -127,7 +129,7 @@ class Target:
                  group_statements=None, blas=None, threads_when=None, reserve=_no_names,
                  per_example=False, vectorised=False, native_scalars=False, device_arrays=False,
                  scalars_only=False, dtypes=("float64", "float32"), runtime=((), ""), module_alias="np",
-                 template_globals=None, summary="", interim=None):
+                 template_globals=None, summary="", interim=None, outlines=False):
         self.name = name
         self.summary = summary
         self.template = template
@@ -146,6 +148,7 @@ class Target:
         self.device_arrays = device_arrays
         self.scalars_only = scalars_only
         self.interim = interim
+        self.outlines = outlines
         self.dtypes = dtypes
         self.runtime = runtime
         self.module_alias = module_alias

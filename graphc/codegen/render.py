@@ -37,7 +37,8 @@ def render(target, doc, aliases, dtype, inputs, wrt, outputs, functions, definit
     calls a helper it may define (numba/math.py.j2's `__exp`), `imports("alias")` whether
     it reads a module imported under that alias (`__math.sin`): a text search, not a regular
     expression, which took 0.25 s a call on the code of a 4,000-op chain."""
-    fns = [_function(f, aliases["np"], dtype) for f in functions]
+    twins = [h.name for h in helpers if h.threads_when]
+    fns = [_function(f, aliases["np"], dtype, twins) for f in functions]
     steps = [_function(f, aliases["np"], dtype) for f in helpers]
     code = "\n".join(line for f in fns + steps for line in f["lines"])
     return _templates().get_template(target.template).render(
@@ -49,16 +50,22 @@ def render(target, doc, aliases, dtype, inputs, wrt, outputs, functions, definit
               if f.name == "forward" or wrt] if each else [])
 
 
-def _function(f, np_alias, dtype):
+def _function(f, np_alias, dtype, twins=()):
     """What a template needs of one function. On a compiled target a function is a
-    kernel `__name`; one with a keyword-only seed gets a wrapper passing it on."""
+    kernel `__name`; one with a keyword-only seed gets a wrapper passing it on. Its
+    parallel twin (`threads_lines`) calls the parallel twins of the helpers in `twins`
+    (names starting with `__`, which no user name does)."""
+    lines = code_lines(f.statements) or ["pass"]
+    threads_lines = lines
+    for name in twins:
+        threads_lines = [line.replace(f"{name}(", f"{name}_threads(") for line in threads_lines]
     seed_value = (f"{np_alias}.{dtype}(grad_out)" if f.seed == "1.0"
                   else f"{np_alias}.asarray(grad_out, dtype={np_alias}.{dtype})")
     return {"name": f.name, "signature": signature(f), "params": ", ".join(f.params),
             "call": ", ".join(f.params + (["grad_out"] if f.seed else [])),
             "kernel_args": ", ".join(f.params + ([seed_value] if f.seed else [])),
             "seed": f.seed, "parallel": f.parallel, "threads_when": f.threads_when,
-            "lines": code_lines(f.statements) or ["pass"], "returns": f.returns}
+            "lines": lines, "threads_lines": threads_lines, "returns": f.returns, "note": f.note}
 
 
 def _each(f, n_values, n_grads, aliases, dtype):

@@ -16,6 +16,7 @@ only fused loops read is never materialised: the loops index its source.
 """
 from __future__ import annotations
 
+from ..autodiff.reverse import RUNNING_SUM
 from ..graph import ops
 from ..graph.lazy import sp
 from .naming import through_aliases
@@ -79,7 +80,8 @@ def schedule(live, hidden, needed_after):
         if is_loop_member(node):
             for src in sources(node):
                 g = group_of.get(src)
-                if g is not None and not g.closed and (g.shape != node.shape or src in g.reductions):
+                if g is not None and not g.closed and (g.shape != node.shape or src in g.reductions
+                                                       or _adds_to_running_sum(node, src)):
                     close(g)
             group = open_groups.get(node.shape)
             if group is None:
@@ -102,6 +104,13 @@ def schedule(live, hidden, needed_after):
         close(group)
     _mark_stored(units, users, virtual, needed_after)
     return units, virtual
+
+
+def _adds_to_running_sum(node, src):
+    """Whether `node` adds a contribution to `src`, the running sum before it: each such
+    add is a loop of its own, beside its contribution, so that the step it belongs to is
+    the same from step to step (autodiff/reverse.py)."""
+    return node.origin is not None and node.origin[1] == RUNNING_SUM and src is through_aliases(node.inputs[0])
 
 
 def _users(live, hidden):

@@ -24,6 +24,8 @@ class Function:
     seed: str | None = None   # the keyword-only grad_out: None, "required" or its default "1.0"
     parallel: bool = False    # whether a loop is parallel (Numba's parallel=True)
     threads_when: str | None = None   # the test for taking the parallel twin at run time
+                                      # (a helper: whether it has a parallel twin)
+    note: str = ""            # a comment above the function (what a helper is)
 
 
 COMMENT_COLUMN = 40   # comments line up here, unless the code is longer

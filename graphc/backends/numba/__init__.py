@@ -149,5 +149,5 @@ TARGET = Target("numba", "numba/module.py.j2", FUNCTIONS, OPS, fuses=True, typed
                 group_statements=loops.group_statements, blas=blas.choice, threads_when=loops.threads_when,
                 reserve=_reserve, per_example=True, native_scalars=True,
                 runtime=(("numba", "scipy"), "pip install 'graphc[numba]'"),
-                template_globals={"mkl_runtime": blas.MKL_RUNTIME}, interim="numpy",
+                template_globals={"mkl_runtime": blas.MKL_RUNTIME}, interim="numpy", outlines=True,
                 summary="fused loops compiled for the CPU (pip install 'graphc[numba]')")
