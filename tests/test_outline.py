@@ -130,9 +130,9 @@ def flat_and_outlined(graph, tmp_path, monkeypatch):
 
 
 def test_an_unrolled_rnn_outlined_and_flat_agree(tmp_path, monkeypatch):
-    _, unrolled = rnn_graphs(12)
+    _, unrolled = rnn_graphs(6)
     rng = np.random.default_rng(0)
-    args = (rng.standard_normal((12, 3, 2)), rng.standard_normal((3, 4)), rng.standard_normal((2, 4)),
+    args = (rng.standard_normal((6, 3, 2)), rng.standard_normal((3, 4)), rng.standard_normal((2, 4)),
             rng.standard_normal((4, 4)) * 0.5, rng.standard_normal(4))
     outlined, flat = flat_and_outlined(unrolled, tmp_path, monkeypatch)
     value, grads = outlined.value_and_grad(*args)
@@ -248,3 +248,33 @@ def test_each_add_of_a_running_sum_is_a_loop_of_its_own_on_numba():
     source = gc.compile(shared, target="numba").source
     loops = re.findall(r"for i in range\(3\):\s+# fused: (.*)", source)
     assert not any(line.count("add") > 1 for line in loops), loops
+
+
+def test_the_functions_of_a_module_share_a_helper():
+    """forward, backward and value_and_grad run the same forward steps: one helper, which
+    returns what value_and_grad reads later (forward's calls take the extra values too)."""
+    _, unrolled = rnn_graphs(8)
+    source = gc.compile(unrolled, target="numba").source
+    helpers = re.findall(r"# \d+ statements that recur, compiled once: called (.*)\n.*\ndef (__repeat\d+)\(", source)
+    assert [name for _, name in helpers] == [f"__repeat{k}" for k in range(len(helpers))]
+    assert any("in forward" in calls and "in value_and_grad" in calls for calls, _ in helpers), helpers
+    assert len(helpers) == 2, helpers   # a forward step and a backward step
+
+
+def test_stretches_with_other_constant_indices_get_helpers_of_their_own():
+    """Two runs of the same text, one reading xs[2] at every step and one xs[5]: the
+    integer is the same within each run, so each run's helper has it written in."""
+    statements, h = [], "h0"
+    for run_index in (2, 5):
+        for t in range(6):
+            statements += [Statement(f"a{run_index}_{t}", f"xs[{run_index}] * {h}", "mul")] + [
+                Statement(f"b{run_index}_{t}_{j}", f"a{run_index}_{t} * 0.5 + {j}.0" if j == 0 else
+                          f"b{run_index}_{t}_{j - 1} * 0.5", "mix") for j in range(12)]
+            h = f"b{run_index}_{t}_11"
+        statements.append(Statement(f"c{run_index}", f"__math.cos({h})", "cos"))   # the runs are apart
+        h = f"c{run_index}"
+    flat = Function("two", ["xs", "h0"], statements, h)
+    (done,), helpers = outline([flat])
+    assert len(helpers) == 2, [h.statements[0].expr for h in helpers]
+    xs = np.linspace(0.5, 1.5, 8)
+    assert run([done], helpers, "two", xs, 0.3) == run([flat], [], "two", xs, 0.3)

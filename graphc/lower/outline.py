@@ -142,23 +142,23 @@ def _key(facts_list, own):
 
 
 class _Outliner:
-    """The helpers of one module, shared by its functions (forward's step is also
-    value_and_grad's, where both return the same values)."""
+    """The helpers of one module, shared by its functions: forward's step is also
+    value_and_grad's, which returns more of its values (a helper returns what any of its
+    callers reads after it)."""
 
     def __init__(self, np):
         self.np = np
-        self.helpers, self.by_key, self.calls = [], {}, {}
+        self.groups = {}   # key -> _Group, in the order found
 
-    def function(self, fn):
-        """`fn` with its repeated stretches replaced by calls."""
+    def plan(self, fn):
+        """{start: (end, _Group, the site's names, its integers)} for `fn`'s repeated stretches."""
         statements = list(fn.statements)
         facts = [_facts(st) for st in statements]
         params = fn.params + (["grad_out"] if fn.seed else [])   # the kernel's own, seed included
         own = (set(params) | set().union(*(f.defs for f in facts))) - _NOT_VALUES
         live = _Liveness(facts, {n for n in _ANY_NAME.findall(fn.returns) if n in own})
         tokens = _intern([_shape(f, own) for f in facts])
-        covered = [False] * len(statements)
-        replaced = {}   # start -> (end, the call)
+        covered, replaced = [False] * len(statements), {}
         for p in _periods(tokens):
             progress = True
             while progress:   # what a run's last whole block left over may repeat too
@@ -171,61 +171,84 @@ class _Outliner:
                     if k * lines < MIN_LINES:
                         continue
                     starts = [start + m * k * p for m in range(reps // k)]
-                    progress |= self._outline(fn, statements, facts, own, live, starts, k * p,
-                                              covered, replaced)
-        if not replaced:
-            return fn
-        body, i = [], 0
-        while i < len(statements):
-            end, call = replaced.get(i, (i + 1, statements[i]))
-            body.append(call)
-            i = end
-        return Function(fn.name, fn.params, body, fn.returns, fn.seed, fn.parallel, fn.threads_when)
+                    progress |= self._group(fn, statements, facts, own, live, starts, k * p, covered, replaced)
+        return replaced
 
-    def _outline(self, fn, statements, facts, own, live, starts, size, covered, replaced):
-        """Replaces the stretches of `size` statements at `starts` that have a twin among
-        them; whether any was."""
-        groups = {}
+    def _group(self, fn, statements, facts, own, live, starts, size, covered, replaced):
+        """Plans a call for each stretch of `size` statements at `starts` that has a twin
+        among them; whether any has."""
+        found = {}
         for s in starts:
             text, names, numbers = _key(facts[s:s + size], own)
-            groups.setdefault(text, []).append((s, names, numbers))
+            found.setdefault(text, []).append((s, names, numbers))
         done = False
-        for text, sites in groups.items():
+        for text, sites in found.items():
             if len(sites) < 2:
                 continue
             first, names = sites[0][0], sites[0][1]
-            live_in = _live_in(facts[first:first + size], own)
-            ins = [k for k, name in enumerate(names) if name in live_in]
-            outs = sorted({k for s, site_names, _ in sites for k, name in enumerate(site_names)
-                           if live.after(name, s + size - 1) and any(name in f.defs for f in facts[s:s + size])})
-            varying = [j for j in range(len(sites[0][2])) if len({numbers[j] for _, _, numbers in sites}) > 1]
-            key = (text, tuple(outs), tuple(varying), fn.parallel)
-            helper = self.by_key.get(key)
-            if helper is None:
-                helper = self.by_key[key] = self._helper(fn, statements[first:first + size], names, ins, outs, varying)
+            varying = tuple(j for j in range(len(sites[0][2])) if len({numbers[j] for _, _, numbers in sites}) > 1)
+            fixed = tuple(n for j, n in enumerate(sites[0][2]) if j not in varying)   # written into the helper
+            key = (text, varying, fixed, fn.parallel)
+            group = self.groups.get(key)
+            if group is None:
+                live_in = _live_in(facts[first:first + size], own)
+                group = self.groups[key] = _Group(
+                    statements[first:first + size], names, [k for k, name in enumerate(names) if name in live_in],
+                    varying, fn.parallel)
+            group.outs |= {k for s, site_names, _ in sites for k, name in enumerate(site_names)
+                           if live.after(name, s + size - 1) and any(name in f.defs for f in facts[s:s + size])}
             if fn.threads_when and any("prange" in line for f in facts[first:first + size] for line, _ in f.lines):
-                helper.threads_when = fn.threads_when   # the parent's parallel twin calls the helper's
-            self.calls.setdefault(helper.name, Counter())[fn.name] += len(sites)
-            for m, (s, site_names, numbers) in enumerate(sites):
-                # np.int64(3), not 3: Numba would compile the helper again for each constant
-                args = [site_names[k] for k in ins] + [f"{self.np}.int64({numbers[j]})" for j in varying]
-                call = f"{helper.name}({', '.join(args)})"
-                targets = ", ".join(site_names[k] for k in outs)
-                note = f"the statements of {helper.name}, {m + 1} of {len(sites)}"
-                replaced[s] = (s + size, Statement(targets, call, note) if targets
-                               else Statement("", "", "", [f"{call}  # {note}"]))
+                group.twin = fn.threads_when   # the parent's parallel twin calls the helper's
+            group.calls[fn.name] += len(sites)
+            for s, site_names, numbers in sites:
+                replaced[s] = (s + size, group, site_names, numbers)
                 covered[s:s + size] = [True] * size
             done = True
         return done
 
-    def _helper(self, fn, statements, names, ins, outs, varying):
-        name = f"__repeat{len(self.helpers)}"
-        numbers = {j: f"__k{n}" for n, j in enumerate(varying)}
-        body = _with_numbers(statements, numbers) if numbers else list(statements)
-        helper = Function(name, [names[k] for k in ins] + list(numbers.values()), body,
-                          ", ".join(names[k] for k in outs), None, fn.parallel, None)
-        self.helpers.append(helper)
-        return helper
+    def helpers(self):
+        """The helpers, named __repeat0, __repeat1, ... in the order found."""
+        out = []
+        for n, group in enumerate(self.groups.values()):
+            group.name = f"__repeat{n}"
+            arguments = {j: f"__k{m}" for m, j in enumerate(group.varying)}
+            body = _with_numbers(group.statements, arguments) if arguments else list(group.statements)
+            calls = ", ".join(f"{count} times in {name}" for name, count in group.calls.items())
+            out.append(Function(group.name, [group.names[k] for k in group.ins] + list(arguments.values()), body,
+                                ", ".join(group.names[k] for k in sorted(group.outs)), None, group.parallel,
+                                group.twin, f"{len(body)} statements that recur, compiled once: called {calls}"))
+        return out
+
+    def rewrite(self, fn, replaced):
+        """`fn` with each planned stretch replaced by its call."""
+        body, i, seen = [], 0, Counter()
+        while i < len(fn.statements):
+            if i not in replaced:
+                body.append(fn.statements[i])
+                i += 1
+                continue
+            end, group, names, numbers = replaced[i]
+            seen[group.name] += 1
+            # np.int64(3), not 3: Numba would compile the helper again for each constant
+            args = [names[k] for k in group.ins] + [f"{self.np}.int64({numbers[j]})" for j in group.varying]
+            call = f"{group.name}({', '.join(args)})"
+            targets = ", ".join(names[k] for k in sorted(group.outs))
+            note = f"the statements of {group.name}, {seen[group.name]} of {group.calls[fn.name]}"
+            body.append(Statement(targets, call, note) if targets else Statement("", "", "", [f"{call}  # {note}"]))
+            i = end
+        return Function(fn.name, fn.params, body, fn.returns, fn.seed, fn.parallel, fn.threads_when)
+
+
+class _Group:
+    """Stretches with one text, one helper: the first one's statements and names, which
+    of its names it reads before assigning (ins) and which some caller reads after it
+    (outs), the integers in brackets that differ between them (varying), and the number
+    of calls in each function."""
+
+    def __init__(self, statements, names, ins, varying, parallel):
+        self.statements, self.names, self.ins, self.varying = statements, names, ins, varying
+        self.parallel = parallel   # compiled with parallel=True, as its callers are
+        self.outs, self.calls, self.twin, self.name = set(), Counter(), None, None
 
 
 def _with_numbers(statements, numbers):
@@ -323,8 +346,6 @@ def outline(functions, np="np"):
     """(the functions with their repeated stretches replaced by calls, the helpers);
     `np`: the name the module imports NumPy as."""
     outliner = _Outliner(np)
-    done = [outliner.function(fn) for fn in functions]
-    for helper in outliner.helpers:
-        calls = ", ".join(f"{n} times in {name}" for name, n in outliner.calls[helper.name].items())
-        helper.note = f"{len(helper.statements)} statements that recur, compiled once: called {calls}"
-    return done, outliner.helpers
+    plans = [outliner.plan(fn) for fn in functions]
+    helpers = outliner.helpers()
+    return [outliner.rewrite(fn, plan) if plan else fn for fn, plan in zip(functions, plans)], helpers
