@@ -227,3 +227,12 @@ def test_the_readme_scan_section_is_what_the_code_does():
     for line in code.splitlines():
         if line.strip() and line.strip() != "...":
             assert line in source, line
+
+
+def test_the_parallel_twin_runs_the_steps_on_threads_too():
+    """On numba, a call large enough for threads runs __value_and_grad_threads, whose loop
+    calls the step's own parallel twin (a step's loops of the batch's size share the cores)."""
+    rnn, _ = rnn_graphs()
+    source = gc.compile(rnn, target="numba").source
+    twin = source[source.index("def __value_and_grad_threads("):]
+    assert "__step_cell_threads(" in twin and "def __step_cell_threads(" in source

@@ -118,7 +118,8 @@ class Target:
       device_arrays   results may stay in device memory, and so does training state
       scalars_only    every value of a graph must be a scalar
       outlines        a stretch of statements that recurs becomes one function called at each
-                      place (lower/outline.py): its compiler's time grows with a function's length
+                      place (lower/outline.py), for a compiler whose time on a function grows
+                      faster than the function's length
       interim         the target whose module answers calls while this one's compiles
                       (gc.compile(..., tiered=True)), or None: nothing to wait for
       dtypes          the dtypes it computes in

@@ -33,7 +33,7 @@ def render(target, doc, aliases, dtype, inputs, wrt, outputs, functions, definit
     `each`: also the per-example functions of a graph of scalars (`forward_each`, ...);
     `threads`: whether those may run on several threads; `integers`: the positions of the
     int64 inputs (gc.IntTensor); `helpers`: the functions the others call (a scan's step,
-    already named `__step_...`). A template asks `uses("name")` to learn whether the code
+    already named `__step_...`; statements that recur, `__repeat<k>`). A template asks `uses("name")` to learn whether the code
     calls a helper it may define (numba/math.py.j2's `__exp`), `imports("alias")` whether
     it reads a module imported under that alias (`__math.sin`): a text search, not a regular
     expression, which took 0.25 s a call on the code of a 4,000-op chain."""
