@@ -278,3 +278,30 @@ def test_stretches_with_other_constant_indices_get_helpers_of_their_own():
     assert len(helpers) == 2, [h.statements[0].expr for h in helpers]
     xs = np.linspace(0.5, 1.5, 8)
     assert run([done], helpers, "two", xs, 0.3) == run([flat], [], "two", xs, 0.3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_cells_unrolled_agree_with_the_numpy_target(seed):
+    """A cell of random elementwise ops and a product, applied 10 times by a Python loop:
+    the numba module (outlined: the cell is a helper) gives the numpy target's values and
+    gradients."""
+    rng = np.random.default_rng(seed)
+    ops = [rng.integers(0, 5) for _ in range(4)]
+
+    @gc.graph(wrt=("W", "b"))
+    def cells(x: gc.Tensor["B", 3], W: gc.Tensor[3, 3], b: gc.Tensor[3]):
+        h = x
+        for _ in range(10):
+            z = h @ W + b
+            for op in ops:
+                z = [gc.tanh(z), gc.sin(z) * 0.5, z * gc.sigmoid(z), z + x * 0.1, gc.relu(z) - 0.2 * z][op]
+            h = z
+        return gc.mean(h * h)
+    x, W, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 3)) * 0.5, rng.standard_normal(3)
+    fn = gc.compile(cells, target="numba")
+    assert "__repeat" in fn.source
+    value, grads = fn.value_and_grad(x, W, b)
+    want, want_grads = gc.compile(cells, target="numpy").value_and_grad(x, W, b)
+    assert value == pytest.approx(want, rel=1e-10, abs=1e-12)
+    for got, expected in zip(grads, want_grads, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
