@@ -90,6 +90,26 @@ def test_a_symbolic_batch_takes_threads_only_when_large():
     assert any("__value_and_grad_threads" in name and name.endswith(".nbi") for name in cached), cached
 
 
+
+def test_the_parallel_twin_shares_out_only_loops_near_the_largest():
+    # per example: 256 elements (the largest), 32 (1/8: shared too) and 4 (1/64: one thread)
+    @gc.graph
+    def sizes(x: gc.Tensor["N", 256], y: gc.Tensor["N", 32], z: gc.Tensor["N", 4], a):
+        return gc.sum(gc.tanh(x * a)) + gc.sum(gc.sin(y * a)) + gc.sum(gc.exp(z * a))
+    fn = gc.compile(sizes, target="numba")
+    twin = _function(fn.source, "__value_and_grad_threads")
+    loops = re.findall(r"for i in (\S+)\(x\.shape\[0\]\):.*\n\s+for j in range\((\d+)\)", twin)
+    assert sorted(loops) == [("numba.prange", "256")] * 2 + [("numba.prange", "32")] * 2 + [("range", "4")] * 2, twin
+    assert "__value_and_grad_threads if 256*x.shape[0] >= 262144 else" in fn.source
+    rng = np.random.default_rng(0)
+    for n in (10, 2000):   # one thread, then the twin
+        args = [rng.standard_normal((n, k)) for k in (256, 32, 4)] + [0.3]
+        got, want = fn.value_and_grad(*args), gc.compile(sizes).value_and_grad(*args)
+        assert got[0] == pytest.approx(want[0], rel=1e-12)
+        for g, r in zip(got[1], want[1]):
+            np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+    assert fn.module.__value_and_grad_threads.signatures
+
 @pytest.mark.parametrize("dtype, lane", [("float64", "double"), ("float32", "float")])
 def test_loops_calling_exp_and_tanh_run_in_simd_lanes(dtype, lane):
     # the module's own exp and tanh are arithmetic: the loop, its sums included, vectorises

@@ -111,7 +111,8 @@ class Target:
       fuses           elementwise ops of one shape share a loop (lower/fusion.py), printed by
                       `group_statements` (a loop nest on the CPU, a kernel on the GPU)
       blas            () -> which BLAS matrix products call, where the target chooses (else None)
-      threads_when    (ctx) -> the run-time test for a function's threaded twin, or None
+      threads_when    (ctx, statements) -> the run-time test for a function's threaded twin, or
+                      None; it may settle in the statements which loops the twin shares
       per_example     a graph of scalars also gets compiled `*_each` functions over arrays
       vectorised      the flat code itself runs on arrays (per-example calls pass them whole)
       native_scalars  a graph of scalars called with floats may go straight to the machine code
@@ -161,8 +162,8 @@ class Target:
     def blas(self):
         return self._blas() if self._blas else None
 
-    def threads_when(self, ctx):
-        return self._threads_when(ctx) if self._threads_when else None
+    def threads_when(self, ctx, statements):
+        return self._threads_when(ctx, statements) if self._threads_when else None
 
     def functions(self, np_alias):
         """The function table with the module alias filled in (made once per alias)."""

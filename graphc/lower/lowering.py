@@ -111,8 +111,9 @@ class Lowering:
                 name = namer.fresh("grad_" + inp.name)
                 body.append(Statement(name, ctx.ref(node), f"d/d{inp.name}"))
             grad_refs.append(name)
+        threads_when = self.target.threads_when(ctx, body)   # settles which loops threads share
         return Function(fname, list(params), _drop_unused_aliases(body, out_refs + grad_refs),
-                        returns(out_refs, grad_refs), seed, ctx.parallel, self.target.threads_when(ctx))
+                        returns(out_refs, grad_refs), seed, ctx.parallel, threads_when)
 
     def helper(self, body):
         """The name of the module's function computing one step of a scan whose step graph

@@ -10,6 +10,8 @@ out between threads.
 """
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from ...graph.ir import size_of
@@ -24,6 +26,13 @@ from ..base import atom, empty_max_check
 # microseconds, and threads that then wait for work take the cores that the next matrix
 # product's BLAS threads need (a training step went from 1.2 to 8 ms on 2 cores).
 PARALLEL_MIN = 1 << 18
+# In a function's parallel twin, a loop of symbolic size shares out only if no other such loop
+# is SHARE_RATIO or more times as large: when a call is large enough for the largest loop to
+# take the twin, a loop that much smaller reaches PARALLEL_MIN only with a batch that many
+# times larger. On one thread it costs Numba a plain loop's compile, not a parallel one's
+# (LeNet-5's twin: 26 parallel loops, 14 of them over 120 elements an example or fewer; its
+# compile 33.9 s -> 29.7 s).
+SHARE_RATIO = 16
 # Numba's parallel lowering writes code of its own that uses these names; a value of the
 # user's called so would shadow them, so such a graph's loops run on one thread
 PARFOR_NAMES = frozenset({"np", "numba", "range", "sched"})
@@ -38,15 +47,35 @@ def is_large(shape):
     return static >= PARALLEL_MIN
 
 
-def threads_when(ctx):
+def threads_when(ctx, statements):
     """`256*x.shape[0] >= 262144`: when a call is large enough for threads to share the loops
     of symbolic size (None where there are none, or threads share every loop anyway). A
-    size that is a constant times another (10*N beside 256*N) needs no test of its own."""
-    if ctx.parallel or not ctx.thread_sizes:
+    size that is a constant times another (10*N beside 256*N) needs no test of its own.
+    Settles, in `statements`, which of those loops the parallel twin shares (SHARE_RATIO)."""
+    sizes = ctx.thread_sizes
+    shared = [not any((t / s).is_number and t / s >= SHARE_RATIO for t in sizes) for s in sizes]
+    if sizes:
+        _settle_loops(statements, [ctx.loop.prange if keep else ctx.loop.range for keep in shared])
+    if ctx.parallel or not sizes:
         return None
-    sizes = list(dict.fromkeys(ctx.thread_sizes))
+    sizes = list(dict.fromkeys(sizes))
     largest = [s for s in sizes if not any((t / s).is_number and t / s > 1 for t in sizes)]
     return " or ".join(f"{ctx.target.dimension(s, ctx)} >= {PARALLEL_MIN}" for s in largest)
+
+
+_PENDING = re.compile(r"__share(\d+)\(")   # a loop of symbolic size, before threads_when settles it
+
+
+def _settle_loops(statements, ranges):
+    """Each pending loop's `__share<k>(` becomes `ranges[k](`, its comment aligned again."""
+    def settle(line):
+        if "__share" not in line:
+            return line
+        code, _, comment = _PENDING.sub(lambda m: ranges[int(m.group(1))] + "(", line).partition("  # ")
+        return commented(code.rstrip(), comment)
+    for st in statements:
+        st.expr = settle(st.expr)
+        st.extra[:] = [settle(line) for line in st.extra]
 
 
 def _is_symbolic(shape):
@@ -65,14 +94,16 @@ def _loop_head(shape, shared, ctx):
         if d == 1:
             index.append("0")
             continue
-        rng = ctx.loop.prange if shared and not lines else ctx.loop.range
+        rng = ctx.loop.range
+        if shared and not lines:   # a loop of symbolic size: threads_when settles it
+            rng = ctx.loop.prange if is_large(shape) else f"__share{len(ctx.thread_sizes)}"
         lines.append("    " * len(lines) + f"for {ctx.loop.index[axis]} in {rng}({ctx.target.dimension(d, ctx)}):")
         index.append(ctx.loop.index[axis])
     if shared and lines:
         if is_large(shape):
             ctx.parallel = True
         else:
-            ctx.thread_sizes.append(sp.sympify(size_of(shape)))
+            ctx.thread_sizes.append(sp.sympify(size_of(shape)))   # its __share<k>
     return lines, "    " * len(lines), index
 
 
