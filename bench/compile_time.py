@@ -14,6 +14,7 @@ filled), JAX jit (jax.jit(jax.value_and_grad(loss)), float64 where the row is), 
 The rows (FAMILIES; a row name is a family and its size, so chain30 or rnn3 are rows too):
 - chainN: a scalar chain of N ops, y = sin(y)*1.0001 + x repeated N/3 times;
 - inputsN: a scalar graph of N inputs, the sum of x_i * sin(x_i+1);
+- mixedN: N different small expressions of 8 scalar inputs, summed (little structure repeats);
 - micrograd: micrograd's demo MLP 2-16-16-1 (bench/small_models.py);
 - rnnN: the vanilla RNN of bench/small_models.py unrolled over N steps by a Python loop;
 - scanN: the same RNN with its loop a gc.scan (JAX: lax.scan);
@@ -98,6 +99,42 @@ def inputs(n):
         [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names])
     values = dict(zip(names, np.random.default_rng(0).uniform(-1, 1, n).tolist()))
     return Problem(lambda: gc.graph(model), values, tuple(names), "float64", jax_inputs, torch_inputs)
+
+
+def mixed(n):
+    """n different small expressions of 8 scalar inputs, summed: each applies 3-7 (unary op,
+    binary op with an input) pairs drawn from a seeded generator, so that little repeats."""
+    import random
+    rnd = random.Random(0)
+    plan = [(rnd.randrange(8), [(rnd.randrange(8), rnd.randrange(4), rnd.randrange(8))
+                                for _ in range(rnd.randint(3, 7))]) for _ in range(n)]
+
+    def model(xs, m):
+        unary = [m.sin, m.cos, m.tanh, lambda v: 1 / (1 + m.exp(-v)), m.exp, lambda v: m.log(1 + v * v),
+                 m.relu, lambda v: v * v]
+        binary = [lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a - b, lambda a, b: a / (1 + b * b)]
+        total = 0.0
+        for start, steps in plan:
+            v = xs[start]
+            for u, b, i in steps:
+                v = binary[b](unary[u](v), xs[i])
+            total = total + v
+        return total
+
+    def jax_mixed(*xs):
+        import jax
+        import jax.numpy as jnp
+        return model(xs, type("jnp", (), {**{f: getattr(jnp, f) for f in ("sin", "cos", "tanh", "exp", "log")},
+                                           "relu": staticmethod(jax.nn.relu)}))
+
+    def torch_mixed(*xs):
+        import torch
+        return model(xs, torch)
+    names = [f"x{i}" for i in range(8)]
+    graphc_mixed = lambda x0, x1, x2, x3, x4, x5, x6, x7: model([x0, x1, x2, x3, x4, x5, x6, x7], gc)  # noqa: E731
+    graphc_mixed.__name__ = f"mixed{n}"
+    values = dict(zip(names, np.random.default_rng(0).uniform(-1, 1, 8).tolist()))
+    return Problem(lambda: gc.graph(graphc_mixed), values, tuple(names), "float64", jax_mixed, torch_mixed)
 
 
 def small_model(name, steps=None):
@@ -186,14 +223,15 @@ def mlp():
 FAMILIES = {
     "chain": ("scalar chain, {:,} ops", chain),
     "inputs": ("scalar graph, {:,} inputs", inputs),
+    "mixed": ("{:,} different scalar expressions", mixed),
     "micrograd": ("micrograd's MLP 2-16-16-1", lambda: small_model("micrograd")),
     "rnn": ("RNN, hidden 16, {:,} steps unrolled", lambda n: small_model("rnn", n)),
     "scan": ("RNN, hidden 16, {:,} steps, gc.scan (JAX: lax.scan)", scan_rnn),
     "lenet": ("LeNet-5, batch 64, float32", lenet),
     "mlp": ("MLP 784-256-128-10, batch 128, float32", mlp),
 }
-DEFAULT_ROWS = ("chain500", "chain2000", "chain5000", "chain10000", "inputs2000", "micrograd", "rnn20", "rnn100",
-                "rnn1000", "scan20", "scan100", "scan1000", "lenet", "mlp")
+DEFAULT_ROWS = ("chain500", "chain2000", "chain5000", "chain10000", "inputs2000", "mixed80", "mixed320", "micrograd",
+                "rnn20", "rnn100", "rnn1000", "scan20", "scan100", "scan1000", "lenet", "mlp")
 QUICK_ROWS = ("chain500", "micrograd", "rnn20")
 
 
@@ -202,8 +240,8 @@ def parse_row(name):
     match = re.fullmatch(r"([a-z]+)(\d*)", name)
     family, size = (match.group(1), int(match.group(2)) if match.group(2) else None) if match else (None, None)
     if family not in FAMILIES or (size is None) != ("{" not in FAMILIES[family][0]):
-        raise SystemExit(f"unknown row {name!r}: a family of {', '.join(FAMILIES)} (chain, inputs and rnn with "
-                         "a size: chain500)")
+        raise SystemExit(f"unknown row {name!r}: a family of {', '.join(FAMILIES)} (chain, inputs, mixed, "
+                         "rnn and scan with a size: chain500)")
     return family, size
 
 

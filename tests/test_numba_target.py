@@ -91,6 +91,21 @@ def test_a_symbolic_batch_takes_threads_only_when_large():
 
 
 
+def test_a_choice_is_a_call_of_the_modules_where_not_a_branch():
+    # each conditional written in place would be blocks of Numba's IR (its passes grow with
+    # blocks times names); __where is one call, which LLVM inlines
+    @gc.graph
+    def choices(x, y):
+        return gc.relu(x) * y + gc.where(x > y, x * x, y) + gc.abs(x - y)
+    fn, ref = gc.compile(choices, target="numba"), gc.compile(choices)
+    for name in ("__forward", "__backward", "__value_and_grad"):
+        body = _function(fn.source, name)
+        assert "__where(" in body and not re.search(r"\bif\b", body), body
+    for x, y in ((0.5, -1.5), (-0.5, 1.5), (2.0, 1.0), (-1.0, -3.0)):
+        got, want = fn.value_and_grad(x, y), ref.value_and_grad(x, y)
+        assert got[0] == pytest.approx(want[0], rel=1e-15) and got[1] == pytest.approx(want[1], rel=1e-15)
+
+
 def test_the_parallel_twin_shares_out_only_loops_near_the_largest():
     # per example: 256 elements (the largest), 32 (1/8: shared too) and 4 (1/64: one thread)
     @gc.graph

@@ -13,11 +13,12 @@ from . import blas, integers, loops
 # domain error: log(0) is -inf, sqrt(-1) nan; float32 stays float32), and Numba types and
 # lowers a call of one in half the time of a ufunc's: LLVM's time on a function full of
 # ufunc calls grows faster than its length (a 1,200-op chain's value_and_grad: 32 s -> 16 s).
-# np.where gives a 0-d array, so a choice is Python's conditional. exp and tanh are the
-# module's own (math.py.j2), which loops can vectorise. math.floor would give an integer.
+# np.where gives a 0-d array, so a choice is Python's conditional (module.py.j2's __where).
+# exp and tanh are the module's own (math.py.j2), which loops can vectorise. math.floor
+# would give an integer.
 MATH = ("sin", "cos", "tan", "sinh", "cosh", "log", "sqrt", "log1p", "expm1", "log2", "log10", "asin", "acos",
         "atan", "asinh", "acosh", "atanh", "atan2", "hypot", "erf")
-FUNCTIONS = {**NUMPY_FUNCTIONS, "where": "({{a}} if {{c}} else {{b}})", "exp": "__exp", "tanh": "__tanh",
+FUNCTIONS = {**NUMPY_FUNCTIONS, "where": "__where({{c}}, {{a}}, {{b}})", "exp": "__exp", "tanh": "__tanh",
              **{f: f"__math.{f}" for f in MATH}}   # the math module, as module.py.j2 imports it
 
 # Elementwise ops are printed inside loops (loops.py), where every value is a scalar;
