@@ -87,6 +87,26 @@ def test_products_of_every_layout_agree_with_numpy(chosen):
         np.testing.assert_allclose(out["av"], a_ @ v, rtol=1e-13)
 
 
+def test_a_strided_matrix_slice_is_copied_into_c_order_before_its_product(chosen):
+    # x[:, t, :] would be a third layout beside C and F, and Numba compiles a product for each
+    # pair of layouts it meets; a slice that is C-contiguous already (z[1:3], z[0]) stays a view
+    @gc.graph
+    def sliced(x: gc.Tensor["B", 5, 3], W: gc.Tensor[4, 3], z: gc.Tensor[6, 5, 3]):
+        return gc.sum(gc.tanh(x[:, 2, :] @ W.T)) + gc.sum(z[:, -1, 1:] @ W[:, 1:].T) + gc.sum(z[1:3] @ W.T) \
+            + gc.sum(z[0] @ W.T)
+    fn = gc.compile(sliced, target="numba")
+    body = fn.source[fn.source.index("def __value_and_grad("):]
+    for copy in ("s0[i, j] = x[i, 2, j]", "= z[i, -1, j + 1]", "= W[i, j + 1]"):
+        assert copy in body, body
+    assert "= x[:, 2, :]" not in body and "= z[1:3]" in body and "= z[0]" in body
+    rng = np.random.default_rng(7)
+    args = rng.standard_normal((6, 5, 3)), rng.standard_normal((4, 3)), rng.standard_normal((6, 5, 3))
+    got, want = fn.value_and_grad(*args), gc.compile(sliced).value_and_grad(*args)
+    assert got[0] == pytest.approx(want[0], rel=1e-13)
+    for g, r in zip(got[1], want[1]):
+        _close(g, r, "float64")
+
+
 def test_the_module_takes_other_dtypes_and_refuses_mismatched_shapes(chosen):
     # called directly, the float32 module's product falls back to `@` for float64 matrices,
     # and a product of matrices that do not fit raises rather than reading past them

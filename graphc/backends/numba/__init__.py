@@ -78,6 +78,44 @@ def _transpose(node, args, ctx, name):
     return f"{ctx.np}.empty({ctx.target.shape(node.shape, ctx)}, dtype={ctx.np}.{dtype_of(node, ctx)})", lines
 
 
+def _getitem(node, args, ctx, name):
+    """A strided matrix (`x[:, t, :]`) is a loop nest copying it into C order: Numba compiles
+    a matrix product once for each pair of layouts it meets (0.3-1.2 s each), and a strided
+    slice's 'A' layout made a third beside C and F (a product copies it anyway)."""
+    key, src = node.attr["index"], node.inputs[0]
+    if node.ndim != 2 or src.ndim < 2 or not _copyable(key) or _contiguous(key, src.ndim):
+        return NUMPY_OPS["getitem"](node, args, ctx, name)
+    index = ctx.loop.index[:2]
+    lines = ["    " * a + f"for {index[a]} in {ctx.loop.range}({ctx.target.dimension(d, ctx)}):"
+             for a, d in enumerate(node.shape)]
+    source, axis = [], 0
+    for item in list(key) + [("s", None, None, None)] * (src.ndim - len(key)):
+        if item[0] == "i":
+            source.append(str(item[1]))
+        else:
+            source.append(f"{index[axis]} + {item[1]}" if item[1] else index[axis])
+            axis += 1
+    lines.append(f"        {name}[{', '.join(index)}] = {args[0]}[{', '.join(source)}]")
+    return _empty(node, ctx), lines
+
+
+def _copyable(key):
+    """An index of integers and slices of step 1 from a start >= 0: each element's source is
+    the loop index plus the start."""
+    return all(k[0] == "i" or (k[0] == "s" and (k[3] or 1) == 1 and isinstance(k[1] or 0, int) and (k[1] or 0) >= 0)
+               for k in key)
+
+
+def _contiguous(key, ndim):
+    """Whether the slice of a C-contiguous array is C-contiguous too, as Numba types it:
+    integers first, then one slice, then whole axes."""
+    items = list(key) + [("s", None, None, None)] * (ndim - len(key))
+    k = 0
+    while k < len(items) and items[k][0] == "i":
+        k += 1
+    return all(item == ("s", None, None, None) for item in items[k + 1:])
+
+
 def _zeros(node, args, ctx, name):
     """Zeros in C order, whatever the order of the value they are shaped like (np.zeros_like
     of W.T is in Fortran order): a scan's carry keeps one array type from step to step."""
@@ -132,6 +170,7 @@ OPS = {
     "matmul": _matmul,
     "sum": loops.reduction, "mean": loops.reduction, "max": loops.reduction,
     "transpose": _transpose,
+    "getitem": _getitem,
     "zeros_like": _zeros,
     "reshape": _reshape,
     "broadcast_like": _broadcast, "broadcast_to": _broadcast,
