@@ -91,6 +91,23 @@ def test_a_symbolic_batch_takes_threads_only_when_large():
 
 
 
+def test_a_value_that_only_gives_a_shape_is_not_stored():
+    # the sum's gradient is broadcast like W*W: only its shape is read, so the loop keeps W*W
+    # a local rather than writing it to an array
+    @gc.graph
+    def decay(W: gc.Tensor[16, 2], x: gc.Tensor["B", 2]):
+        return gc.sum(x @ W.T) + 1e-4 * gc.sum(W * W)
+    fn = gc.compile(decay, target="numba")
+    body = _function(fn.source, "__value_and_grad")
+    assert re.search(r"^ +s\d+ = W\[i, j\] \* W\[i, j\] +# mul$", body, re.M), body
+    assert re.findall(r"(\w+) = np\.empty", body) == ["grad_W"], body
+    rng = np.random.default_rng(4)
+    W, x = rng.standard_normal((16, 2)), rng.standard_normal((5, 2))
+    got, want = fn.value_and_grad(W, x), gc.compile(decay).value_and_grad(W, x)
+    assert got[0] == pytest.approx(want[0], rel=1e-13)
+    np.testing.assert_allclose(got[1][0], want[1][0], rtol=1e-13)
+
+
 def test_a_choice_is_a_call_of_the_modules_where_not_a_branch():
     # each conditional written in place would be blocks of Numba's IR (its passes grow with
     # blocks times names); __where is one call, which LLVM inlines

@@ -43,6 +43,8 @@ class Op:
     symbol: str = ""                            # short label for diagrams and dumps
     gate: str = ""                              # the lecture's words for its backward pattern
     nondiff: tuple = field(default_factory=tuple)  # input positions with no gradient
+    shape_only: tuple = ()                      # input positions read for their shape alone (no
+                                                # statement reads their values)
     domain: str | None = None                   # what input 0 must be when it is a graph input
     dtype_rule: Callable | None = None          # (attrs, *input dtypes) -> the result's dtype ("float" or
                                                 # "int"); None: float from floats (see node_dtype)
@@ -124,12 +126,13 @@ def register(op):
 # ---- declaring ops -------------------------------------------------------------
 
 def structural(name, n_inputs, shape, vjp, params=(), ref=None, symbol=None, gate="", nondiff=(), jvp=None,
-               dtype=None):
+               dtype=None, shape_only=()):
     """Declare a structural op (matmul, sum, reshape...) by its shape rule, its VJP and its
     JVP (forward mode; None where no tangent flows through it). `dtype`: the rule for its
     result's dtype where it takes integers (MOVES for an op that only moves elements)."""
     op = register(Op(name, "structural", n_inputs, tuple(params), shape_rule=shape, vjp=vjp, jvp=jvp,
-                     ref=ref, symbol=symbol or name, gate=gate, nondiff=tuple(nondiff), dtype_rule=dtype))
+                     ref=ref, symbol=symbol or name, gate=gate, nondiff=tuple(nondiff), dtype_rule=dtype,
+                     shape_only=tuple(shape_only)))
     return op
 
 
@@ -181,7 +184,7 @@ EXPR.vjp = EXPR.jvp = None  # the shared elementwise rules (elementwise.py) fill
 # by apply itself, when a local gradient folds to 0)
 ZEROS = structural("zeros_like", 1, lambda attrs, x: x, lambda g, y, x: (None,),
                    ref=lambda x: np.zeros_like(x, dtype=np.result_type(x, 1.0)), symbol="0", nondiff=(0,),
-                   dtype=lambda attrs, x: "float")   # float zeros, also of an integer's shape
+                   dtype=lambda attrs, x: "float", shape_only=(0,))   # float zeros, also of an integer's shape
 
 
 def zeros_like(x):

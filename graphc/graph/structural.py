@@ -313,7 +313,7 @@ def _broadcast_jvp(ts, y, x, *like, shape=None):
 BROADCAST = structural("broadcast_like", 2, _broadcast_shape,
                        lambda g, y, x, like: (g, None), ref=lambda x, like: np.broadcast_to(x, np.shape(like)),
                        symbol="broadcast", nondiff=(1,), gate="broadcast: summed back to the input's shape",
-                       jvp=_broadcast_jvp, dtype=FIRST)
+                       jvp=_broadcast_jvp, dtype=FIRST, shape_only=(1,))
 
 
 def broadcast_like(x, like):

@@ -114,13 +114,16 @@ def _adds_to_running_sum(node, src):
 
 
 def _users(live, hidden):
-    """{node: the nodes with a statement that read it}, seen through aliases."""
+    """{node: the nodes with a statement that read it}, seen through aliases. An input read
+    for its shape alone (the `like` of broadcast_like) is not read: a loop member that only
+    gives a shape need not be stored to an array."""
     users = {}
     for node in live:
         if hidden(node):
             continue
-        for inp in node.inputs:
-            users.setdefault(through_aliases(inp), []).append(node)
+        for k, inp in enumerate(node.inputs):
+            if k not in node.op.shape_only:
+                users.setdefault(through_aliases(inp), []).append(node)
     return users
 
 
