@@ -43,8 +43,7 @@ class Op:
     symbol: str = ""                            # short label for diagrams and dumps
     gate: str = ""                              # the lecture's words for its backward pattern
     nondiff: tuple = field(default_factory=tuple)  # input positions with no gradient
-    shape_only: tuple = ()                      # input positions read for their shape alone (no
-                                                # statement reads their values)
+    shape_only: tuple = ()                      # input positions read for their shape alone
     domain: str | None = None                   # what input 0 must be when it is a graph input
     dtype_rule: Callable | None = None          # (attrs, *input dtypes) -> the result's dtype ("float" or
                                                 # "int"); None: float from floats (see node_dtype)
@@ -130,10 +129,9 @@ def structural(name, n_inputs, shape, vjp, params=(), ref=None, symbol=None, gat
     """Declare a structural op (matmul, sum, reshape...) by its shape rule, its VJP and its
     JVP (forward mode; None where no tangent flows through it). `dtype`: the rule for its
     result's dtype where it takes integers (MOVES for an op that only moves elements)."""
-    op = register(Op(name, "structural", n_inputs, tuple(params), shape_rule=shape, vjp=vjp, jvp=jvp,
-                     ref=ref, symbol=symbol or name, gate=gate, nondiff=tuple(nondiff), dtype_rule=dtype,
-                     shape_only=tuple(shape_only)))
-    return op
+    return register(Op(name, "structural", n_inputs, tuple(params), shape_rule=shape, vjp=vjp, jvp=jvp, ref=ref,
+                       symbol=symbol or name, gate=gate, nondiff=tuple(nondiff), dtype_rule=dtype,
+                       shape_only=tuple(shape_only)))
 
 
 # ---- dtypes: a value's elements are floats (the module's dtype) or integers (int64) ------
