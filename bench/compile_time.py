@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -124,8 +125,8 @@ def mixed(n):
     def jax_mixed(*xs):
         import jax
         import jax.numpy as jnp
-        return model(xs, type("jnp", (), {**{f: getattr(jnp, f) for f in ("sin", "cos", "tanh", "exp", "log")},
-                                           "relu": staticmethod(jax.nn.relu)}))
+        return model(xs, SimpleNamespace(sin=jnp.sin, cos=jnp.cos, tanh=jnp.tanh, exp=jnp.exp, log=jnp.log,
+                                         relu=jax.nn.relu))
 
     def torch_mixed(*xs):
         import torch

@@ -96,6 +96,8 @@ def test_the_compile_time_benchmark_times_fresh_processes(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "| scalar chain, 12 ops " in out and "| scalar chain, 120 ops " in out
     assert "chain12 -> chain120 (10x): numpy cold " in out and "Every implementation's first value agrees." in out
+    assert bench.main(["--rows", "mixed4", "--targets", "numpy", "--peers", ""]) == 0   # different expressions
+    assert "| 4 different scalar expressions " in capsys.readouterr().out
     assert bench.main(["--rows", "chain12", "--targets", "numpy", "--peers", "", "--timeout", "0.01"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| scalar chain, 12 ops"))
     assert [cell.strip() for cell in row.split("|")[2:-1]] == ["", "> 0.01 s", "-"]

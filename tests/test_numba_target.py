@@ -90,7 +90,6 @@ def test_a_symbolic_batch_takes_threads_only_when_large():
     assert any("__value_and_grad_threads" in name and name.endswith(".nbi") for name in cached), cached
 
 
-
 def test_a_value_that_only_gives_a_shape_is_not_stored():
     # the sum's gradient is broadcast like W*W: only its shape is read, so the loop keeps W*W
     # a local rather than writing it to an array
@@ -141,6 +140,7 @@ def test_the_parallel_twin_shares_out_only_loops_near_the_largest():
         for g, r in zip(got[1], want[1]):
             np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
     assert fn.module.__value_and_grad_threads.signatures
+
 
 @pytest.mark.parametrize("dtype, lane", [("float64", "double"), ("float32", "float")])
 def test_loops_calling_exp_and_tanh_run_in_simd_lanes(dtype, lane):
