@@ -176,14 +176,30 @@ def reduction(node, args, ctx, name):
     at = f"[{', '.join(i for i in kept if i is not None)}]"
     value = f"{args[0]}[{', '.join(index)}]"
     if node.op.name == "max":
-        alloc = f"{ctx.np}.full({ctx.target.shape(node.shape, ctx)}, -{ctx.np}.inf, dtype={ctx.np}.{ctx.dtype})"
+        start = _each_element(name, node.shape, " = ", f"-{ctx.np}.inf", ctx)
         body = [pad + f"if {value} > {name}{at}:", pad + f"    {name}{at} = {value}"]
         head = empty_max_check(sp.Mul(*[src.shape[a] for a in axes]), ctx) + head
     else:
-        alloc = _alloc(node.shape, ctx, "zeros")
+        start = _each_element(name, node.shape, " = ", "0.0", ctx)
         body = [pad + f"{name}{at} += {value}"]
-    lines = head + body
-    if node.op.name == "mean":   # in place, so that the array keeps its dtype
+    lines = start + head + body
+    if node.op.name == "mean":
         count = ctx.target.dimension(sp.Mul(*[src.shape[a] for a in axes]), ctx)
-        lines.append(commented(f"{name} /= {atom(count)}", "mean: divide once"))
-    return alloc, lines
+        divide = _each_element(name, node.shape, " /= ", atom(count), ctx)
+        lines += [commented(divide[0], "mean: divide once")] + divide[1:]
+    return _alloc(node.shape, ctx), lines
+
+
+def _each_element(name, shape, op, value, ctx):
+    """`name[i, j] = value` (or another assignment) for every element, as a loop nest: Numba
+    compiles np.zeros, np.full and an array's `/=` as functions of their own (0.15-0.3 s each
+    at a module's first call), a loop as part of the function it is in."""
+    lines, index = [], []
+    for axis, d in enumerate(shape):
+        if d == 1:
+            index.append("0")
+            continue
+        i = ctx.loop.index[axis]
+        lines.append("    " * len(lines) + f"for {i} in {ctx.loop.range}({ctx.target.dimension(d, ctx)}):")
+        index.append(i)
+    return lines + ["    " * len(lines) + f"{name}[{', '.join(index)}]{op}{value}"]
