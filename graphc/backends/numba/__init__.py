@@ -85,17 +85,16 @@ def _getitem(node, args, ctx, name):
     key, src = node.attr["index"], node.inputs[0]
     if node.ndim != 2 or src.ndim < 2 or not _copyable(key) or _contiguous(key, src.ndim):
         return NUMPY_OPS["getitem"](node, args, ctx, name)
-    index = ctx.loop.index[:2]
-    lines = ["    " * a + f"for {index[a]} in {ctx.loop.range}({ctx.target.dimension(d, ctx)}):"
-             for a, d in enumerate(node.shape)]
+    lines, pad, index = loops.loop_nest(node.shape, ctx)
     source, axis = [], 0
     for item in list(key) + [("s", None, None, None)] * (src.ndim - len(key)):
         if item[0] == "i":
             source.append(str(item[1]))
         else:
-            source.append(f"{index[axis]} + {item[1]}" if item[1] else index[axis])
+            start, at = item[1] or 0, index[axis]   # at: "0" on an axis of size 1
+            source.append(str(start) if at == "0" else f"{at} + {start}" if start else at)
             axis += 1
-    lines.append(f"        {name}[{', '.join(index)}] = {args[0]}[{', '.join(source)}]")
+    lines.append(pad + f"{name}[{', '.join(index)}] = {args[0]}[{', '.join(source)}]")
     return _empty(node, ctx), lines
 
 

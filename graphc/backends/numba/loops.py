@@ -107,6 +107,12 @@ def _loop_head(shape, shared, ctx):
     return lines, "    " * len(lines), index
 
 
+def loop_nest(shape, ctx):
+    """The `for` lines of a loop nest over `shape` on one thread (an axis of size 1 needs
+    none: its index is 0), the body's indentation and the index of each axis."""
+    return _loop_head(shape, False, ctx)
+
+
 def _alloc(shape, ctx, fill="empty"):
     return f"{ctx.np}.{fill}({ctx.target.shape(shape, ctx)}, dtype={ctx.np}.{ctx.dtype})"
 
@@ -194,12 +200,5 @@ def _each_element(name, shape, op, value, ctx):
     """`name[i, j] = value` (or another assignment) for every element, as a loop nest: Numba
     compiles np.zeros, np.full and an array's `/=` as functions of their own (0.15-0.3 s each
     at a module's first call), a loop as part of the function it is in."""
-    lines, index = [], []
-    for axis, d in enumerate(shape):
-        if d == 1:
-            index.append("0")
-            continue
-        i = ctx.loop.index[axis]
-        lines.append("    " * len(lines) + f"for {i} in {ctx.loop.range}({ctx.target.dimension(d, ctx)}):")
-        index.append(i)
-    return lines + ["    " * len(lines) + f"{name}[{', '.join(index)}]{op}{value}"]
+    head, pad, index = loop_nest(shape, ctx)
+    return head + [pad + f"{name}[{', '.join(index)}]{op}{value}"]
