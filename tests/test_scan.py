@@ -5,6 +5,7 @@ gradients agree with PyTorch's autograd through the same RNN written by hand and
 central differences, and the generated code does not grow with the number of steps."""
 
 import pickle
+import sys
 import time
 
 import numpy as np
@@ -170,9 +171,13 @@ def test_scan_draws_with_values_and_gradients():
         np.testing.assert_allclose(numbers.grad(node), grad, rtol=0, atol=1e-12)
 
 
-def test_generation_time_grows_linearly():
-    """graphc's own time (trace, autodiff, lowering, template) for 10x the ops: at most
-    12x (numbers go to bench/compile_time.py; this is the ratio only)."""
+def test_generation_grows_linearly():
+    """graphc's own work (trace, autodiff, lowering, template) for 10x the ops, measured two ways
+    (numbers go to bench/compile_time.py; these are ratios only). Python calls and returns are
+    counted exactly: at most 11x (10.3x now), so a quadratic step written in Python shows even
+    while it is small. CPU time catches one hidden in a builtin (a list searched in a loop); it
+    varies 9.5-13.5x from run to run on loaded machines, so its bound is 16x, where a quadratic
+    term would be several times larger."""
     from graphc.autodiff import resolve_wrt
     from graphc.backends import TARGETS
     from graphc.compiler import generate
@@ -190,10 +195,23 @@ def test_generation_time_grows_linearly():
         start = time.process_time()   # this process's CPU time: other processes' load does not count
         generate(graph, resolve_wrt(graph, None), TARGETS["numba"], "float64")
         return time.process_time() - start
+
+    def events(n):
+        graph, count = chain(n), [0]
+
+        def tally(frame, event, arg):
+            count[0] += 1
+        sys.setprofile(tally)
+        try:
+            generate(graph, resolve_wrt(graph, None), TARGETS["numba"], "float64")
+        finally:
+            sys.setprofile(None)
+        return count[0]
     seconds(50)   # SymPy's derivatives, once per process
+    assert events(1500) / events(150) < 11
     # the best of a few, taken in turns
     big, small = (min(times) for times in zip(*[(seconds(2000), seconds(200)) for _ in range(3)]))
-    assert big / small < 12, (big, small)
+    assert big / small < 16, (big, small)
 
 
 @pytest.mark.parametrize("step, init, scanned, length, message", [
