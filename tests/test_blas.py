@@ -89,14 +89,16 @@ def test_products_of_every_layout_agree_with_numpy(chosen):
 
 def test_a_strided_matrix_slice_is_copied_into_c_order_before_its_product(chosen):
     # x[:, t, :] would be a third layout beside C and F, and Numba compiles a product for each
-    # pair of layouts it meets; a slice that is C-contiguous already (z[1:3], z[0]) stays a view
+    # pair of layouts it meets; a slice that is C-contiguous already (z[1:3], z[0]) stays a view.
+    # Steps, negative steps and indices from the end, and new axes are copied too
     @gc.graph
     def sliced(x: gc.Tensor["B", 5, 3], W: gc.Tensor[4, 3], z: gc.Tensor[6, 5, 3]):
         return gc.sum(gc.tanh(x[:, 2, :] @ W.T)) + gc.sum(z[:, -1, 1:] @ W[:, 1:].T) + gc.sum(z[1:3] @ W.T) \
-            + gc.sum(z[0] @ W.T)
+            + gc.sum(z[0] @ W.T) + gc.sum(z[::-2, -1, 1:] @ W[::-1, ::2].T) + gc.sum(z[0, :, None, 1] * x[0, :, :1])
     fn = gc.compile(sliced, target="numba")
     body = fn.source[fn.source.index("def __value_and_grad("):]
-    for copy in ("s0[i, j] = x[i, 2, j]", "= z[i, -1, j + 1]", "= W[i, j + 1]"):
+    for copy in ("s0[i, j] = x[i, 2, j]", "= z[i, 4, j + 1]", "= W[i, j + 1]", "= z[5 - 2 * i, 4, j + 1]",
+                 "= W[3 - i, 2 * j]", "[i, 0] = z[0, i, 1]"):
         assert copy in body, body
     assert "= x[:, 2, :]" not in body and "= z[1:3]" in body and "= z[0]" in body
     rng = np.random.default_rng(7)

@@ -79,36 +79,62 @@ def _transpose(node, args, ctx, name):
 
 
 def _getitem(node, args, ctx, name):
-    """A strided matrix (`x[:, t, :]`) is a loop nest copying it into C order: Numba compiles
-    a matrix product once for each pair of layouts it meets (0.3-1.2 s each), and a strided
-    slice's 'A' layout made a third beside C and F (a product copies it anyway)."""
+    """A strided matrix (`x[:, t, :]`, `A[:, ::-1]`) is a loop nest copying it into C order:
+    Numba compiles a matrix product once for each pair of layouts it meets (0.3-1.2 s each),
+    and a strided slice's 'A' layout made a third beside C and F (a product copies it anyway)."""
     key, src = node.attr["index"], node.inputs[0]
-    if node.ndim != 2 or src.ndim < 2 or not _copyable(key) or _contiguous(key, src.ndim):
+    if node.ndim != 2 or src.ndim < 2 or _contiguous(key, src.ndim):
         return NUMPY_OPS["getitem"](node, args, ctx, name)
     lines, pad, index = loops.loop_nest(node.shape, ctx)
     source, axis = [], 0
-    for item in list(key) + [("s", None, None, None)] * (src.ndim - len(key)):
-        if item[0] == "i":
-            source.append(str(item[1]))
+    for item, size in zip(_full_key(key, src.ndim), _source_sizes(key, src.shape)):
+        if item[0] == "n":   # a new axis of size 1: no source axis
+            axis += 1
+        elif item[0] == "i":
+            source.append(str(item[1] % size if isinstance(size, int) else item[1]))
         else:
-            start, at = item[1] or 0, index[axis]   # at: "0" on an axis of size 1
-            source.append(str(start) if at == "0" else f"{at} + {start}" if start else at)
+            source.append(_strided(index[axis], *_start_step(item, size)))
             axis += 1
     lines.append(pad + f"{name}[{', '.join(index)}] = {args[0]}[{', '.join(source)}]")
     return _empty(node, ctx), lines
 
 
-def _copyable(key):
-    """An index of integers and slices of step 1 from a start >= 0: each element's source is
-    the loop index plus the start."""
-    return all(k[0] == "i" or (k[0] == "s" and (k[3] or 1) == 1 and isinstance(k[1] or 0, int) and (k[1] or 0) >= 0)
-               for k in key)
+def _full_key(key, ndim):
+    """The index with ':' for each source axis it leaves out."""
+    return list(key) + [("s", None, None, None)] * (ndim - sum(item[0] != "n" for item in key))
+
+
+def _source_sizes(key, shape):
+    """For each item of _full_key: the size of the source axis it indexes (None for a new axis)."""
+    sizes, axis = [], 0
+    for item in _full_key(key, len(shape)):
+        sizes.append(None if item[0] == "n" else shape[axis])
+        axis += item[0] != "n"
+    return sizes
+
+
+def _start_step(item, size):
+    """A slice's first source index and step; only ':' can slice a symbolic size."""
+    if item[1:] == (None, None, None):
+        return 0, 1
+    start, _, step = slice(*item[1:]).indices(size)
+    return start, step
+
+
+def _strided(at, start, step):
+    """The source index of output index `at` ("0" on an axis of size 1), as short as it goes."""
+    if at == "0":
+        return str(start)
+    scaled = at if abs(step) == 1 else f"{abs(step)} * {at}"
+    if step < 0:
+        return f"{start} - {scaled}"
+    return f"{scaled} + {start}" if start else scaled
 
 
 def _contiguous(key, ndim):
     """Whether the slice of a C-contiguous array is C-contiguous too, as Numba types it:
     integers first, then one slice, then whole axes."""
-    items = list(key) + [("s", None, None, None)] * (ndim - len(key))
+    items = _full_key(key, ndim)
     k = 0
     while k < len(items) and items[k][0] == "i":
         k += 1
