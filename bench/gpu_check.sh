@@ -29,6 +29,15 @@ name = cuda.get_current_device().name
 print('device:', name.decode() if isinstance(name, bytes) else name)"
 } 2>&1 | tee "$out/gpu.txt" || status=1
 
+# numba-cuda 0.30 registers np.row_stack, which NumPy 2.5 removed: every kernel's compile would
+# fail with an AttributeError, so say so once and stop
+if ! python3 -c "import numpy; numpy.row_stack" 2>/dev/null; then
+    echo "NumPy $(python3 -c 'import numpy; print(numpy.__version__)') has no np.row_stack, which numba-cuda's" \
+         "GPU compiler needs: install NumPy before 2.5 (pip install 'numpy<2.5', or a wheel into a folder put" \
+         "first on PYTHONPATH)" | tee -a "$out/gpu.txt"
+    exit 1
+fi
+
 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_target.py tests/test_cuda_training.py \
     2>&1 | tee "$out/tests_cuda.txt" || status=1
 
