@@ -6,9 +6,9 @@ with empty caches and with the caches filled, beside JAX jit and torch.compile.
 
 Each cell is a new Python process, which times from before tracing to the first value and
 gradients (imports made before are not counted, those made on the way are: graphc's of SymPy,
-Jinja2 and Numba; the goals compare with JAX jit both alone and with JAX's import added): graphc cold (empty GRAPHC_CACHE_DIR and NUMBA_CACHE_DIR:
-graphc generates the module, Numba compiles it), graphc warm (a second process, both caches
-filled), JAX jit (jax.jit(jax.value_and_grad(loss)), float64 where the row is), torch.compile
+Jinja2 and Numba; the goals compare with JAX jit both alone and with JAX's import added):
+graphc cold (empty GRAPHC_CACHE_DIR and NUMBA_CACHE_DIR: graphc generates the module, Numba
+compiles it), graphc warm (a second process, both caches filled), JAX jit (jax.jit(jax.value_and_grad(loss)), float64 where the row is), torch.compile
 (the compiled loss and its backward, an empty Inductor cache). A process that runs past
 --timeout seconds or takes more than --memory GB is stopped, and its cell says "> N s" or
 "> N GB" (a warm cell after a cold one that did not finish: "-").
@@ -22,8 +22,9 @@ The rows (FAMILIES; a row name is a family and its size, so chain30 or rnn3 are 
 - lenet: LeNet-5 (examples/train_lenet.py's make_lenet), batch 64, float32;
 - mlp: the 784-256-128-10 MLP of bench/mlp.py, batch 128, float32.
 Below the table: the goals (on graphc's forward graph of 500 nodes or more, numba's cold first
-result at most JAX's, its jit alone and with its import added; the MLP step under 3x JAX cold and 1 s warm; micrograd's MLP under 3 s
-cold and 1 s warm) and growth, the time of 10x the ops over the time of the smaller graph.
+result at most JAX's, its jit alone and with its import added; the MLP step under 3x JAX cold
+and 1 s warm; micrograd's MLP under 3 s cold and 1 s warm) and growth, the time of 10x the ops
+over the time of the smaller graph.
 """
 import argparse
 import importlib.util
