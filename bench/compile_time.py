@@ -8,8 +8,9 @@ Each cell is a new Python process, which times from before tracing to the first 
 gradients (imports made before are not counted, those made on the way are: graphc's of SymPy,
 Jinja2 and Numba; the goals compare with JAX jit both alone and with JAX's import added):
 graphc cold (empty GRAPHC_CACHE_DIR and NUMBA_CACHE_DIR: graphc generates the module, Numba
-compiles it), graphc warm (a second process, both caches filled), JAX jit (jax.jit(jax.value_and_grad(loss)), float64 where the row is), torch.compile
-(the compiled loss and its backward, an empty Inductor cache). A process that runs past
+compiles it), graphc warm (a second process, both caches filled), JAX jit
+(jax.jit(jax.value_and_grad(loss)), float64 where the row is), torch.compile (the compiled
+loss and its backward, an empty Inductor cache). A process that runs past
 --timeout seconds or takes more than --memory GB is stopped, and its cell says "> N s" or
 "> N GB" (a warm cell after a cold one that did not finish: "-").
 The rows (FAMILIES; a row name is a family and its size, so chain30 or rnn3 are rows too):
