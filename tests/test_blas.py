@@ -87,6 +87,18 @@ def test_products_of_every_layout_agree_with_numpy(chosen):
         np.testing.assert_allclose(out["av"], a_ @ v, rtol=1e-13)
 
 
+@pytest.mark.skipif(blas.mkl_library() is None, reason="MKL is not installed (pip install 'graphc[mkl]')")
+def test_mkl_products_of_every_layout_share_one_compiled_gemm(monkeypatch):
+    # x @ W1.T, g @ W2 and g.T @ h are three pairs of layouts; each pair's implementation only
+    # hands C-contiguous matrices and two flags on, so the call of gemm compiles once
+    monkeypatch.setenv("GRAPHC_BLAS", "mkl")
+    fn = gc.compile(mlp, target="numba")
+    fn.value_and_grad(**_mlp_args(np.random.default_rng(4), 8, "float64"))
+    assert len(fn.module.__value_and_grad.signatures) == 1
+    assert [str(t) for t in getattr(fn.module, "__gemm_of").signatures[0][2:]] == ["bool", "bool"]
+    assert len(getattr(fn.module, "__gemm_of").signatures) == 1
+
+
 def test_a_strided_matrix_slice_is_copied_into_c_order_before_its_product(chosen):
     # x[:, t, :] would be a third layout beside C and F, and Numba compiles a product for each
     # pair of layouts it meets; a slice that is C-contiguous already (z[1:3], z[0]) stays a view.
