@@ -174,7 +174,7 @@ def test_scan_draws_with_values_and_gradients():
 def test_generation_grows_linearly():
     """graphc's own work (trace, autodiff, lowering, template) for 10x the ops, measured two ways
     (numbers go to bench/compile_time.py; these are ratios only). Python calls and returns are
-    counted exactly: at most 11x (10.3x now), so a quadratic step written in Python shows even
+    counted exactly: at most 11x (10.2x now), so a quadratic step written in Python shows even
     while it is small. CPU time catches one hidden in a builtin (a list searched in a loop); it
     varies 9.5-13.5x from run to run on loaded machines, so its bound is 16x, where a quadratic
     term would be several times larger."""
