@@ -99,6 +99,7 @@ def test_mkl_products_of_every_layout_share_one_compiled_gemm(monkeypatch):
     assert len(getattr(fn.module, "__gemm_of").signatures) == 1
 
 
+@pytest.mark.filterwarnings("error::numba.core.errors.NumbaPerformanceWarning")   # '@' on a strided matrix
 def test_a_strided_matrix_slice_is_copied_into_c_order_before_its_product(chosen):
     # x[:, t, :] would be a third layout beside C and F, and Numba compiles a product for each
     # pair of layouts it meets; a slice that is C-contiguous already (z[1:3], z[0]) stays a view.
