@@ -33,7 +33,7 @@ SHAPES = [(32, 16, 16), (100, 16, 16), (32, 32, 32), (100, 32, 32), (32, 64, 64)
 ELEMENTS = [4096, 16384, 65536, 131072, 262144, 524288, 1048576]
 PAYS = 0.9   # all the cores pay where they take at most this much of one thread's time
 # OpenBLAS runs a product of m*n*k <= 65536 * GEMM_MULTITHREAD_THRESHOLD (4) on one thread
-# (interface/gemm.c); the numba target's products through Numba's @ leave it that choice
+# (interface/gemm.c); the numba target's products through numba_xxgemm (as Numba's @) leave it that choice
 OPENBLAS_ONE_THREAD_UP_TO = 262144
 
 

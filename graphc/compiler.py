@@ -141,7 +141,7 @@ def generate(graph, wrt_nodes, target, dtype):
     return render(target, doc, low.aliases, dtype, graph.input_names, [w.name for w in wrt_nodes],
                   graph.output_names, functions, low.definitions, each=target.per_example and is_scalar_graph(graph),
                   threads=low.loop is not None and low.loop.threads,
-                  integers=[k for k, n in enumerate(graph.inputs) if n.dtype == "int"], helpers=helpers)
+                  integers=[k for k, n in enumerate(graph.inputs) if n.dtype == "int"], helpers=helpers, blas=low.blas)
 
 
 def _tuple(names):

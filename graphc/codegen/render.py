@@ -27,13 +27,14 @@ def docstring_safe(text):
 
 
 def render(target, doc, aliases, dtype, inputs, wrt, outputs, functions, definitions=(), each=False,
-           threads=False, integers=(), helpers=()):
+           threads=False, integers=(), helpers=(), blas=None):
     """The module text, from `target`'s template. `aliases`: the names the module imports
     its libraries as; `definitions`: module-level code blocks a target added (kernels);
     `each`: also the per-example functions of a graph of scalars (`forward_each`, ...);
     `threads`: whether those may run on several threads; `integers`: the positions of the
     int64 inputs (gc.IntTensor); `helpers`: the functions the others call (a scan's step,
-    already named `__step_...`; statements that recur, `__repeat<k>`). A template asks `uses("name")` to learn whether the code
+    already named `__step_...`; statements that recur, `__repeat<k>`); `blas`: what matrix
+    products call, where the target chooses (numba: "mkl" or "scipy"). A template asks `uses("name")` to learn whether the code
     calls a helper it may define (numba/math.py.j2's `__exp`), `imports("alias")` whether
     it reads a module imported under that alias (`__math.sin`): a text search, not a regular
     expression, which took 0.25 s a call on the code of a 4,000-op chain."""
@@ -45,7 +46,7 @@ def render(target, doc, aliases, dtype, inputs, wrt, outputs, functions, definit
         **target.template_globals, uses=lambda name: f"{name}(" in code, imports=lambda alias: f"{alias}." in code,
         doc=docstring_safe(doc), dtype=dtype, definitions=list(definitions), threads=threads, **aliases,
         inputs=repr(tuple(inputs)), wrt=repr(tuple(wrt)), outputs=repr(tuple(outputs)), functions=fns,
-        integers=repr(tuple(integers)), helpers=steps,
+        integers=repr(tuple(integers)), helpers=steps, blas=blas,
         each=[_each(f, len(outputs), len(wrt), aliases, dtype) for f in functions
               if f.name == "forward" or wrt] if each else [])
 

@@ -27,8 +27,8 @@ FUNCTIONS = {**NUMPY_FUNCTIONS, "where": "__where({{c}}, {{a}}, {{b}})", "exp": 
 def _matmul(node, args, ctx, name):
     a, b = node.inputs
 
-    def product(left, right):   # MKL takes two matrices (blas.py.j2)
-        if ctx.blas == "mkl" and min(a.ndim, b.ndim) >= 2:
+    def product(left, right):   # two matrices: BLAS's gemm (blas.py.j2)
+        if min(a.ndim, b.ndim) >= 2:
             return f"__matmul({left}, {right})"
         return f"{atom(left)} @ {atom(right)}"
     if a.ndim <= 2 and b.ndim <= 2:

@@ -1,8 +1,8 @@
 """Which BLAS the numba target's matrix products call.
 
-Numba's `@` calls the BLAS that SciPy ships (OpenBLAS). Where Intel's MKL is installed (the
-`mkl` package: `pip install 'graphc[mkl]'`), the numba target calls MKL's `cblas_?gemm`
-instead: for the products of a small network's training step on a recent Intel CPU it is
+By default the numba target's products call the BLAS that SciPy ships (OpenBLAS), through
+numba_xxgemm, the C function that Numba's own `@` calls. Where Intel's MKL is installed (the
+`mkl` package: `pip install 'graphc[mkl]'`), they call MKL's `cblas_?gemm` instead: for the products of a small network's training step on a recent Intel CPU it is
 about 1.4x as fast as that OpenBLAS (it is what PyTorch's CPU build uses). The environment
 variable GRAPHC_BLAS chooses: `mkl`, `scipy`, or unset (MKL where it is installed).
 
