@@ -34,10 +34,11 @@ def render(target, doc, aliases, dtype, inputs, wrt, outputs, functions, definit
     `threads`: whether those may run on several threads; `integers`: the positions of the
     int64 inputs (gc.IntTensor); `helpers`: the functions the others call (a scan's step,
     already named `__step_...`; statements that recur, `__repeat<k>`); `blas`: what matrix
-    products call, where the target chooses (numba: "mkl" or "scipy"). A template asks `uses("name")` to learn whether the code
-    calls a helper it may define (numba/math.py.j2's `__exp`), `imports("alias")` whether
-    it reads a module imported under that alias (`__math.sin`): a text search, not a regular
-    expression, which took 0.25 s a call on the code of a 4,000-op chain."""
+    products call, where the target chooses (numba: "mkl" or "scipy"). A template asks
+    `uses("name")` to learn whether the code calls a helper it may define (numba/math.py.j2's
+    `__exp`), `imports("alias")` whether it reads a module imported under that alias
+    (`__math.sin`): a text search, not a regular expression, which took 0.25 s a call on the
+    code of a 4,000-op chain."""
     twins = [h.name for h in helpers if h.threads_when]
     fns = [_function(f, aliases["np"], dtype, twins) for f in functions]
     steps = [_function(f, aliases["np"], dtype) for f in helpers]

@@ -87,7 +87,7 @@ def _getitem(node, args, ctx, name):
         return NUMPY_OPS["getitem"](node, args, ctx, name)
     lines, pad, index = loops.loop_nest(node.shape, ctx)
     source, axis = [], 0
-    for item, size in zip(_full_key(key, src.ndim), _source_sizes(key, src.shape)):
+    for item, size in _with_sizes(key, src.shape):
         if item[0] == "n":   # a new axis of size 1: no source axis
             axis += 1
         elif item[0] == "i":
@@ -104,13 +104,13 @@ def _full_key(key, ndim):
     return list(key) + [("s", None, None, None)] * (ndim - sum(item[0] != "n" for item in key))
 
 
-def _source_sizes(key, shape):
-    """For each item of _full_key: the size of the source axis it indexes (None for a new axis)."""
-    sizes, axis = [], 0
+def _with_sizes(key, shape):
+    """Each item of _full_key with the size of the source axis it indexes (None for a new axis)."""
+    pairs, axis = [], 0
     for item in _full_key(key, len(shape)):
-        sizes.append(None if item[0] == "n" else shape[axis])
+        pairs.append((item, None if item[0] == "n" else shape[axis]))
         axis += item[0] != "n"
-    return sizes
+    return pairs
 
 
 def _start_step(item, size):

@@ -2,8 +2,9 @@
 
 By default the numba target's products call the BLAS that SciPy ships (OpenBLAS), through
 numba_xxgemm, the C function that Numba's own `@` calls. Where Intel's MKL is installed (the
-`mkl` package: `pip install 'graphc[mkl]'`), they call MKL's `cblas_?gemm` instead: for the products of a small network's training step on a recent Intel CPU it is
-about 1.4x as fast as that OpenBLAS (it is what PyTorch's CPU build uses). The environment
+`mkl` package: `pip install 'graphc[mkl]'`), they call MKL's `cblas_?gemm` instead: for the
+products of a small network's training step on a recent Intel CPU it is about 1.4x as fast
+as that OpenBLAS (it is what PyTorch's CPU build uses). The environment
 variable GRAPHC_BLAS chooses: `mkl`, `scipy`, or unset (MKL where it is installed).
 
 The choice is made when graphc writes a module and is part of its text (a module written for
