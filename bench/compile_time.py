@@ -463,8 +463,8 @@ def main(argv=None):
     print("\n" + "\n".join(goals(results) + growth(results)))
     print("\nMeasured: from before tracing to the first value and gradients, in a fresh process; imports made "
           "before are not counted (graphc's own, about 0.2 s; JAX's and PyTorch's: the goals also compare with "
-          "JAX's added), those made on the way are (graphc's of SymPy, Jinja2 and Numba); cold: empty graphc and Numba caches; "
-          "warm: a second process, caches filled; nodes: graphc's forward graph.")
+          "JAX's added), those made on the way are (graphc's of SymPy, Jinja2 and Numba); cold: empty graphc "
+          "and Numba caches; warm: a second process, caches filled; nodes: graphc's forward graph.")
     wrong = disagreements(results)
     print("\n".join(wrong) or "Every implementation's first value agrees.")
     return 1 if wrong else 0
