@@ -63,7 +63,7 @@ def test_large_loops_run_on_threads_small_ones_do_not():
     passive = 'os.environ.setdefault("GOMP_SPINCOUNT", "0")'
     assert passive in gc.compile(large, target="numba").source
     assert passive not in gc.compile(small, target="numba").source
-    assert "@numba.njit(cache=True, error_model=\"numpy\", fastmath={\"reassoc\"}, parallel=True)\n" \
+    assert "@numba.njit(cache=True, error_model=\"numpy\", fastmath={\"reassoc\"}, no_cfunc_wrapper=True, parallel=True)\n" \
         "def __value_and_grad_each" in gc.compile(neuron, target="numba").source
 
 
@@ -71,7 +71,7 @@ def test_a_symbolic_batch_takes_threads_only_when_large():
     # the kernel runs its prange loop as a plain range; its parallel twin takes large calls
     fn = gc.compile(chain, target="numba")
     assert "def __value_and_grad(x, a, b):" in fn.source
-    assert "@numba.njit(cache=True, error_model=\"numpy\", fastmath={\"reassoc\"}, parallel=True)\n" \
+    assert "@numba.njit(cache=True, error_model=\"numpy\", fastmath={\"reassoc\"}, no_cfunc_wrapper=True, parallel=True)\n" \
         "def __value_and_grad_threads(x, a, b):" in fn.source
     assert _function(fn.source, "__value_and_grad_threads").split("\n", 1)[1] == \
         _function(fn.source, "__value_and_grad").split("\n", 1)[1]   # the same statements
@@ -120,6 +120,29 @@ def test_a_choice_is_a_call_of_the_modules_where_not_a_branch():
     for x, y in ((0.5, -1.5), (-0.5, 1.5), (2.0, 1.0), (-1.0, -3.0)):
         got, want = fn.value_and_grad(x, y), ref.value_and_grad(x, y)
         assert got[0] == pytest.approx(want[0], rel=1e-15) and got[1] == pytest.approx(want[1], rel=1e-15)
+
+
+def test_no_function_carries_a_c_callable_wrapper():
+    # no_cfunc_wrapper=True: nothing takes a generated function as a first-class function
+    # value, and writing that wrapper cost LLVM 20 s of the 2,000-input graph's 52 s
+    @gc.graph
+    def layers(x: gc.Tensor[4, 3], W: gc.Tensor[3, 3], a):
+        h = x
+        for _ in range(6):
+            h = gc.tanh(h @ W) * a
+        return gc.sum(gc.relu(h) + gc.exp(h))
+    fn = gc.compile(layers, target="numba")
+    rng = np.random.default_rng(0)
+    x, W = rng.standard_normal((4, 3)), rng.standard_normal((3, 3))
+    got, want = fn.value_and_grad(x, W, 0.7), gc.compile(layers).value_and_grad(x, W, 0.7)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    compiled = {name: value for name, value in vars(fn.module).items() if getattr(value, "overloads", None)}
+    assert {"__value_and_grad", "__gemm_of", "__tanh", "__where"} <= set(compiled), sorted(compiled)
+    for name, dispatcher in compiled.items():
+        for result in dispatcher.overloads.values():
+            address = result.library.get_pointer_to_function   # 0 for a symbol not compiled
+            assert address(result.fndesc.llvm_cpython_wrapper_name), name
+            assert not address(result.fndesc.llvm_cfunc_wrapper_name), name
 
 
 def test_the_parallel_twin_shares_out_only_loops_near_the_largest():
