@@ -124,7 +124,7 @@ def test_a_choice_is_a_call_of_the_modules_where_not_a_branch():
 
 def test_no_function_carries_a_c_callable_wrapper():
     # no_cfunc_wrapper=True: nothing takes a generated function as a first-class function
-    # value, and writing that wrapper cost LLVM 20 s of the 2,000-input graph's 52 s
+    # value, and without it the 2,000-input graph reached its first result in 32.7 s, not 51.9 s
     @gc.graph
     def layers(x: gc.Tensor[4, 3], W: gc.Tensor[3, 3], a):
         h = x
