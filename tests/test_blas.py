@@ -93,8 +93,8 @@ def test_products_of_every_layout_share_one_compiled_gemm(chosen):
     fn = gc.compile(mlp, target="numba")
     fn.value_and_grad(**_mlp_args(np.random.default_rng(4), 8, "float64"))
     assert len(fn.module.__value_and_grad.signatures) == 1
-    assert [str(t) for t in getattr(fn.module, "__gemm_of").signatures[0][2:]] == ["bool", "bool"]
-    assert len(getattr(fn.module, "__gemm_of").signatures) == 1
+    signatures = fn.module.__gemm_of.signatures
+    assert len(signatures) == 1 and [str(t) for t in signatures[0][2:]] == ["bool", "bool"]
 
 
 @pytest.mark.filterwarnings("error::numba.core.errors.NumbaPerformanceWarning")   # '@' on a strided matrix

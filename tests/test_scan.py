@@ -172,8 +172,8 @@ def test_scan_draws_with_values_and_gradients():
 
 
 def test_generation_grows_linearly():
-    """graphc's own work (trace, autodiff, lowering, template) for 10x the ops, measured two ways
-    (numbers go to bench/compile_time.py; these are ratios only). Python calls and returns are
+    """graphc's own work after tracing (autodiff, lowering, template) for 10x the ops, measured
+    two ways (numbers go to bench/compile_time.py; these are ratios only). Python calls and returns are
     counted exactly: at most 11x (10.2x now), so a quadratic step written in Python shows even
     while it is small. CPU time catches one hidden in a builtin (a list searched in a loop); it
     varies 9.5-13.5x from run to run on loaded machines, so its bound is 16x, where a quadratic
@@ -190,10 +190,13 @@ def test_generation_grows_linearly():
             return y
         return gc.graph(f, name=f"chain{n}")
 
+    def generate_numba(graph):
+        generate(graph, resolve_wrt(graph, None), TARGETS["numba"], "float64")
+
     def seconds(n):
         graph = chain(n)
         start = time.process_time()   # this process's CPU time: other processes' load does not count
-        generate(graph, resolve_wrt(graph, None), TARGETS["numba"], "float64")
+        generate_numba(graph)
         return time.process_time() - start
 
     def events(n):
@@ -203,7 +206,7 @@ def test_generation_grows_linearly():
             count[0] += 1
         sys.setprofile(tally)
         try:
-            generate(graph, resolve_wrt(graph, None), TARGETS["numba"], "float64")
+            generate_numba(graph)
         finally:
             sys.setprofile(None)
         return count[0]
